@@ -1,0 +1,74 @@
+"""Helpers shared by the Hydra entry points: instantiation, run files, metric extraction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from emotion_lightning.runtime import auto_num_workers, configure_threads
+
+log = logging.getLogger("emotion_lightning")
+
+
+def instantiate_group(cfg: DictConfig | None) -> list:
+    """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def processes_per_node(trainer_cfg: DictConfig) -> int:
+    """How many training processes share this machine's cores."""
+    if trainer_cfg.get("accelerator") == "cpu" and "ddp" in str(trainer_cfg.get("strategy", "")):
+        devices = trainer_cfg.get("devices", 1)
+        return devices if isinstance(devices, int) and devices > 0 else 1
+    return 1
+
+
+def setup_parallelism(cfg: DictConfig) -> None:
+    """Size torch threads against the DataLoader workers so the cores are not oversubscribed."""
+    procs = processes_per_node(cfg.trainer)
+    workers = cfg.data.get("num_workers")
+    workers = auto_num_workers(procs) if workers is None else workers
+    threads = configure_threads(workers, procs)
+    log.info("torch threads per process: %d, DataLoader workers: %d", threads, workers)
+
+
+@rank_zero_only
+def save_run_config(cfg: DictConfig, output_dir: str | Path) -> None:
+    """Write the fully resolved config next to Hydra's unresolved copy."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, Path(output_dir) / "config.yaml", resolve=True)
+    if cfg.get("extras", {}).get("print_config"):
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    """Plain floats from Lightning's callback metrics."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+@rank_zero_only
+def write_json(data: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
+    log.info("wrote %s", path)
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is not None:
+        L.seed_everything(seed, workers=True)

@@ -1,0 +1,84 @@
+"""emotion-eval: evaluate a classifier checkpoint on a configured dataset and split.
+
+    emotion-eval ckpt_path=CKPT data=fer data.root=ROOT hydra.run.dir=DIR
+
+writes ``DIR/metrics.json`` (acc, balanced_acc, macro_f1, per_class, confusion_matrix) and
+``DIR/confusion_matrix.png``. Class names and input size come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.cli.common import (
+    instantiate_group,
+    save_run_config,
+    scalar_metrics,
+    seed_everything,
+    setup_parallelism,
+    write_json,
+)
+from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.reporting import per_class_scores, save_confusion
+
+SPLITS = ("test", "val")
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the checkpoint on ``cfg.split`` and write metrics.json and the confusion matrix."""
+    if cfg.split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
+    ckpt = Path(cfg.ckpt_path).expanduser()
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} does not exist (ckpt_path=...)")
+    output_dir = Path(cfg.paths.output_dir)
+    save_run_config(cfg, output_dir)
+    seed_everything(cfg.get("seed"))
+    setup_parallelism(cfg)
+
+    model = EmotionClassifier.load_from_checkpoint(ckpt, map_location="cpu")
+    if cfg.get("test_time_flip") is not None:
+        model.hparams.test_time_flip = bool(cfg.test_time_flip)
+    datamodule: L.LightningDataModule = instantiate(
+        cfg.data, classes=model.class_names, image_size=model.hparams.image_size, augment=False
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=instantiate_group(cfg.get("logger")) or False, callbacks=[]
+    )
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    run(model, datamodule=datamodule)
+
+    logged = scalar_metrics(trainer.callback_metrics)
+    matrix = model.last_confusion["matrix"]
+    prefix = f"{cfg.split}/"
+    result = {
+        "split": cfg.split,
+        "ckpt_path": str(ckpt.resolve()),
+        "acc": logged[prefix + "acc"],
+        "balanced_acc": logged[prefix + "balanced_acc"],
+        "macro_f1": logged[prefix + "macro_f1"],
+        "loss": logged[prefix + "loss"],
+        "num_samples": int(sum(map(sum, matrix))),
+        "per_class": per_class_scores(matrix, model.class_names),
+        "confusion_matrix": {"classes": model.class_names, "matrix": matrix},
+    }
+    write_json(result, output_dir / "metrics.json")
+    if trainer.is_global_zero:
+        save_confusion(matrix, model.class_names, output_dir / "confusion_matrix",
+                       title=f"{ckpt.name} on {cfg.split}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> float:
+    return evaluate(cfg)["acc"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The shared LightningDataModule for in-memory gray-image splits (FER, synthetic, wild)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.data.presets import GrayPreset
+from emotion_lightning.runtime import auto_num_workers
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class ArrayDataset(Dataset):
+    """uint8 ``[N, H, W]`` gray images and int labels, transformed on access."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(np.asarray(self.images[index])), int(self.labels[index])
+
+
+def select_classes(
+    labels: np.ndarray, source_names: Sequence[str], classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the samples of ``classes`` and relabel them 0..len(classes)-1 in that order.
+
+    Returns (indices kept, new labels).
+    """
+    source = [canonical_emotion(n) for n in source_names]
+    wanted = [canonical_emotion(c) for c in classes]
+    unknown = [c for c in wanted if c not in source]
+    if unknown:
+        raise ValueError(f"classes {unknown} are not in this dataset's classes {source}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"classes contain duplicates: {list(classes)}")
+    remap = np.full(len(source), -1, dtype=np.int64)
+    for new, name in enumerate(wanted):
+        remap[source.index(name)] = new
+    new_labels = remap[np.asarray(labels, dtype=np.int64)]
+    keep = np.flatnonzero(new_labels >= 0)
+    return keep, new_labels[keep]
+
+
+class GrayImageDataModule(L.LightningDataModule):
+    """Base class: subclasses implement :meth:`load_splits` returning uint8 images per split.
+
+    Args:
+        classes: ordered class names; label ``i`` is ``classes[i]``.
+        image_size: side of the square model input (native images are resized).
+        batch_size: per-process batch size.
+        num_workers: DataLoader workers per process; ``None`` sizes them so that workers and
+            torch threads together never oversubscribe the cores.
+        augment: apply the training augmentation preset to the train split.
+        augmentation: keyword overrides for :class:`GrayPreset` (rotate, translate, scale, ...).
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        image_size: int = 48,
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        augment: bool = True,
+        augmentation: dict | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.class_names = [canonical_emotion(c) for c in classes]
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.augmentation = dict(augmentation or {})
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, ArrayDataset] = {}
+
+    def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{split: (uint8 images [N,H,W], labels in 0..C-1)}`` for the splits ``stage`` needs."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
+                  "predict": ("test",)}.get(stage or "", SPLITS)
+        if all(s in self.datasets for s in needed):
+            return
+        for split, (images, labels) in self.load_splits(stage).items():
+            train = split == "train" and self.augment
+            preset = GrayPreset(self.image_size, train=train, **(self.augmentation if train else {}))
+            self.datasets[split] = ArrayDataset(images, labels, preset)
+        missing = [s for s in needed if s not in self.datasets or len(self.datasets[s]) == 0]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: no samples in split(s) {missing}")
+        log.info("%s: %s", type(self).__name__, self.describe())
+
+    def describe(self) -> str:
+        """Per-split, per-class sample counts as a short string."""
+        parts = []
+        for split, ds in self.datasets.items():
+            counts = np.bincount(ds.labels, minlength=len(self.class_names))
+            parts.append(f"{split}={len(ds)} " + dict(zip(self.class_names, counts.tolist())).__repr__())
+        return "; ".join(parts)
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Samples per class in ``split`` (used for balanced class weights)."""
+        if split not in self.datasets:
+            self.setup("fit" if split in ("train", "val") else "test")
+        return np.bincount(self.datasets[split].labels, minlength=len(self.class_names)).tolist()
+
+    def _workers(self) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        world = self.trainer.num_devices if self.trainer is not None else 1
+        return auto_num_workers(world)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        workers = self._workers()
+        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
+            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

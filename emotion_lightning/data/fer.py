@@ -1,0 +1,117 @@
+"""FERDataModule: FER2013 restricted to a class subset, official or duplicate-safe random split."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
+from emotion_lightning.data.base import GrayImageDataModule, select_classes
+from emotion_lightning.data.fer_files import load_fer
+from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+
+log = logging.getLogger(__name__)
+SPLIT_MODES = ("official", "random")
+
+
+def blank_mask(images: np.ndarray, min_std: float = 2.0) -> np.ndarray:
+    """True for (near-)constant frames such as FER's all-black images."""
+    flat = np.asarray(images).reshape(len(images), -1).astype(np.float32)
+    return flat.std(axis=1) < min_std
+
+
+class FERDataModule(GrayImageDataModule):
+    """FER2013 from the Kaggle CSV or the folder layout.
+
+    Args:
+        root: a ``fer2013.csv`` file, a folder holding it, or the ``{train,test}/<emotion>``
+            folder layout.
+        classes: ordered subset of the seven FER emotions (default: the recipe's five).
+        split: ``official`` — Training → train, PublicTest → val, PrivateTest → test; when
+            PrivateTest is absent, ``val_fraction`` of Training is held out for validation and
+            PublicTest becomes the test split. ``random`` — seeded, stratified fractions of
+            all images (``train_fraction`` / rest for val; ``test_fraction`` for an optional
+            test split, otherwise test reports on val), never splitting identical images.
+        drop_blank: drop constant frames (FER holds all-black and placeholder images).
+        cache_dir: where decoded images are cached (``None`` disables the cache).
+        Remaining arguments: see :class:`GrayImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        classes: Sequence[str] = DEFAULT_CLASSES,
+        split: str = "official",
+        train_fraction: float = 0.8,
+        test_fraction: float = 0.0,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        drop_blank: bool = True,
+        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        image_size: int = 48,
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        augment: bool = True,
+        augmentation: dict | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(classes, image_size, batch_size, num_workers, augment, augmentation,
+                         pin_memory)
+        if split not in SPLIT_MODES:
+            raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
+        if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction + 1e-9:
+            raise ValueError(
+                f"need 0 < train_fraction < 1 and train_fraction + test_fraction <= 1, got "
+                f"{train_fraction}, {test_fraction}"
+            )
+        self.root = Path(root).expanduser()
+        self.split = split
+        self.train_fraction = train_fraction
+        self.test_fraction = test_fraction
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.drop_blank = drop_blank
+        self.cache_dir = cache_dir
+
+    def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        table = load_fer(self.root, self.cache_dir)
+        keep, labels = select_classes(table.labels, FER_EMOTIONS, self.class_names)
+        if self.drop_blank:
+            not_blank = ~blank_mask(table.images[keep])
+            log.info("dropped %d blank frames", int((~not_blank).sum()))
+            keep, labels = keep[not_blank], labels[not_blank]
+        images = np.asarray(table.images[keep])
+        usages = np.asarray(table.usages)[keep]
+        if self.split == "official":
+            parts = self._official(images, labels, usages)
+        else:
+            parts = self._random(images, labels)
+        return {name: (images[idx], labels[idx]) for name, idx in parts.items()}
+
+    def _official(self, images, labels, usages) -> dict[str, np.ndarray]:
+        train = np.flatnonzero(usages == "Training")
+        public = np.flatnonzero(usages == "PublicTest")
+        private = np.flatnonzero(usages == "PrivateTest")
+        if len(private):
+            return {"train": train, "val": public, "test": private}
+        if len(train) == 0:  # evaluation on a test-only copy
+            return {"test": public}
+        log.info("no PrivateTest images: validating on %.0f%% of Training, testing on PublicTest",
+                 100 * self.val_fraction)
+        groups = pixel_groups(images[train])
+        fit, val = stratified_group_split(
+            labels[train], groups, (1 - self.val_fraction, self.val_fraction), self.seed
+        )
+        return {"train": train[fit], "val": train[val], "test": public}
+
+    def _random(self, images, labels) -> dict[str, np.ndarray]:
+        val_fraction = 1 - self.train_fraction - self.test_fraction
+        fractions = (self.train_fraction, val_fraction, self.test_fraction)
+        train, val, test = stratified_group_split(labels, pixel_groups(images), fractions, self.seed)
+        if len(test) == 0:
+            log.info("random split without test_fraction: the test split is the val split")
+            test = val
+        return {"train": train, "val": val, "test": test}

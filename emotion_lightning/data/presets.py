@@ -1,0 +1,115 @@
+"""Every image transform of the project in one place (torchvision-references style).
+
+Training and evaluation presets for gray face images, and the conversion to gray that
+FER images, wild crops and detector inputs all share.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 HxW luma (ITU-R BT.601) of an HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) image."""
+    if image.ndim == 2:
+        gray = image
+    elif image.ndim == 3 and image.shape[2] == 1:
+        gray = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        rgb = image[:, :, :3].astype(np.float32)
+        gray = rgb @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    else:
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    if gray.dtype == np.uint8:
+        return gray
+    if gray.dtype == np.uint16:
+        return (gray / 257.0 + 0.5).astype(np.uint8)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size x size`` with area interpolation when shrinking, cubic when growing."""
+    if gray.shape[:2] == (size, size):
+        return gray
+    shrink = gray.shape[0] > size or gray.shape[1] > size
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def _albumentations():
+    import albumentations as A  # imported lazily: a heavy import only training needs
+
+    return A
+
+
+class GrayPreset:
+    """uint8 HxW gray image -> normalised float32 tensor ``[1, size, size]``.
+
+    Evaluation is :func:`resize_square` then normalisation, exactly as :func:`normalize_batch`.
+
+    ``train=True`` applies the recipe's augmentation: horizontal flip and a random affine
+    (rotate ±``rotate`` degrees, translate ±``translate`` of the size, scale ``scale``).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 48,
+        train: bool = False,
+        hflip: float = 0.5,
+        rotate: float = 10.0,
+        translate: float = 0.25,
+        scale: tuple[float, float] = (0.5, 1.0),
+        affine_p: float = 1.0,
+        brightness_contrast: float = 0.0,
+    ) -> None:
+        A = _albumentations()
+        steps: list = []
+        if train:
+            steps += [
+                A.HorizontalFlip(p=hflip),
+                A.Affine(
+                    rotate=(-rotate, rotate),
+                    translate_percent=(-translate, translate),
+                    scale=tuple(scale),
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=affine_p,
+                ),
+            ]
+            if brightness_contrast > 0:
+                steps.append(
+                    A.RandomBrightnessContrast(
+                        brightness_limit=brightness_contrast,
+                        contrast_limit=brightness_contrast,
+                        p=0.5,
+                    )
+                )
+        self.image_size = image_size
+        self.train = train
+        self.pipeline = A.Compose(steps)
+        self.mean = np.float32(GRAY_MEAN * 255.0)
+        self.std = np.float32(GRAY_STD * 255.0)
+
+    def __call__(self, gray: np.ndarray):
+        import torch
+
+        out = resize_square(gray, self.image_size)
+        if self.train:
+            out = self.pipeline(image=out)["image"]
+        out = out.astype(np.float32)
+        out = (out - self.mean) / self.std
+        return torch.from_numpy(out).unsqueeze(0)
+
+    def __repr__(self) -> str:
+        return f"GrayPreset(image_size={self.image_size}, train={self.train})"
+
+
+def normalize_batch(gray_uint8, image_size: int):
+    """Batch version of the eval preset for inference: uint8 ``[N, H, W]`` -> float tensor."""
+    import torch
+
+    batch = np.stack([resize_square(g, image_size) for g in gray_uint8]).astype(np.float32)
+    batch = (batch / 255.0 - GRAY_MEAN) / GRAY_STD
+    return torch.from_numpy(batch).unsqueeze(1)

@@ -1,0 +1,220 @@
+"""EmotionClassifier: a gray backbone trained with cross-entropy, evaluated per class."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from emotion_lightning.models.registry import create_backbone
+from emotion_lightning.models.reporting import per_class_scores, save_confusion
+
+log = logging.getLogger(__name__)
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def stage_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, balanced accuracy (macro recall) and macro F1."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassAccuracy(num_classes, average="macro"),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        compute_groups=False,  # each member is logged, computed and reset on its own
+    )
+
+
+class EmotionClassifier(L.LightningModule):
+    """Classifies gray face crops into ``class_names``.
+
+    Args:
+        class_names: ordered class names, stored in the checkpoint.
+        arch: a registered backbone (``emotion_lightning.models.list_backbones()``).
+        weights: ``None``, ``"imagenet"`` or a local ``.pth``/``.ckpt`` (e.g. a distilled
+            gray backbone or a stage-1 classifier).
+        conv1_init: ``random`` or ``rgb_sum`` (for RGB weights).
+        image_size: input side the model was trained at (used by evaluation and inference).
+        class_weights: ``None``, ``"balanced"`` (inverse train frequency) or one weight per class.
+        label_smoothing: cross-entropy label smoothing.
+        channels_last: run the backbone in channels-last memory format.
+        test_time_flip: average predictions over the image and its mirror in val/test/predict.
+        optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
+        scheduler: ``optimizer -> LRScheduler``; if it takes ``total_steps`` it is given the
+            run's optimizer steps and stepped every step, otherwise every epoch.
+        initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        arch: str = "resnet18",
+        weights: str | None = None,
+        conv1_init: str = "random",
+        image_size: int = 48,
+        class_weights: str | Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        test_time_flip: bool = False,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        initialised_from: dict | None = None,
+    ) -> None:
+        super().__init__()
+        class_names = [str(c) for c in class_names]
+        if isinstance(class_weights, str) and class_weights != "balanced":
+            raise ValueError(f"class_weights must be null, 'balanced' or a list, got {class_weights!r}")
+        if class_weights is not None and not isinstance(class_weights, str):
+            class_weights = [float(w) for w in class_weights]
+            if len(class_weights) != len(class_names):
+                raise ValueError(f"{len(class_weights)} class_weights for {len(class_names)} classes")
+        # records the normalised class_names/class_weights above (read from this frame)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.net = create_backbone(arch, len(class_names), conv1_init, weights)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        initial = torch.ones(len(class_names))
+        if isinstance(class_weights, list):
+            initial = torch.tensor(class_weights)
+        self.register_buffer("class_weight", initial)
+        n = len(class_names)
+        # one metric instance per stage (ModuleDict keys may not shadow Module.train)
+        self.metrics = nn.ModuleDict({f"{s}_": stage_metrics(n) for s in ("train", "val", "test")})
+        self.confusion = nn.ModuleDict(
+            {f"{s}_": ConfusionMatrix(task="multiclass", num_classes=n) for s in ("val", "test")}
+        )
+        self.val_acc_best = MaxMetric()
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams.class_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, averaged with the mirrored image when ``test_time_flip``."""
+        probs = F.softmax(self(x), dim=1)
+        if self.hparams.test_time_flip:
+            probs = 0.5 * (probs + F.softmax(self(torch.flip(x, dims=[3])), dim=1))
+        return probs
+
+    # -- training -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.hparams.class_weights == "balanced":
+            datamodule = self.trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "class_counts"):
+                raise ValueError("class_weights=balanced needs a datamodule with class_counts()")
+            counts = torch.tensor(datamodule.class_counts("train"), dtype=torch.float32)
+            weights = counts.sum() / (len(counts) * counts.clamp(min=1))
+            self.class_weight.copy_(weights.to(self.class_weight.device))
+            log.info("balanced class weights: %s",
+                     dict(zip(self.class_names, [round(w, 3) for w in weights.tolist()])))
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # forget the sanity check
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, weight=self.class_weight,
+                               label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.metrics["train_"].update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict({f"train/{k}": m for k, m in self.metrics["train_"].items()},
+                      on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch) -> None:
+        x, y = batch
+        probs = self.predict_proba(x)
+        loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=self.class_weight)
+        self.metrics[f"{stage}_"].update(probs, y)
+        self.confusion[f"{stage}_"].update(probs, y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": m for k, m in self.metrics[f"{stage}_"].items()},
+                      on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.predict_proba(x)
+
+    # -- epoch ends: best accuracy, per-class scores, confusion matrices ---------------
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.metrics["val_"]["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self._log_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_confusion("test")
+
+    def _log_confusion(self, stage: str) -> None:
+        matrix = self.confusion[f"{stage}_"].compute().cpu().numpy()  # synced across processes
+        self.confusion[f"{stage}_"].reset()
+        scores = per_class_scores(matrix, self.class_names)
+        for name, values in scores.items():
+            for key in ("precision", "recall", "f1"):
+                self.log(f"{stage}/{key}/{name}", values[key])
+        self.last_confusion = {"stage": stage, "matrix": matrix.tolist()}
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        out = Path(self.trainer.default_root_dir) / f"{stage}_confusion_matrix"
+        _, png = save_confusion(matrix, self.class_names, out,
+                                title=f"{stage} (epoch {self.current_epoch})")
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):  # W&B
+                logger.log_image(key=f"{stage}/confusion_matrix", images=[str(png)])
+            elif hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard
+                from emotion_lightning.models.reporting import confusion_figure
+
+                logger.experiment.add_figure(f"{stage}/confusion_matrix",
+                                             confusion_figure(matrix, self.class_names),
+                                             self.global_step)
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        factory = self.optimizer_factory or (lambda ps: torch.optim.AdamW(ps, lr=1e-3))
+        optimizer = factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer, total_steps=total)
+            interval = "step"
+        else:
+            scheduler = self.scheduler_factory(optimizer)
+            interval = "epoch"
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    # -- checkpoints are self-describing and load offline ------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        hparams = checkpoint.get("hyper_parameters", {})
+        if hparams.get("weights") is not None or hparams.get("conv1_init") != "random":
+            hparams["initialised_from"] = {"weights": hparams.get("weights"),
+                                           "conv1_init": hparams.get("conv1_init")}
+            hparams["weights"] = None  # the state dict holds the weights: load needs no file
+            hparams["conv1_init"] = "random"
