@@ -15,11 +15,19 @@ POLICIES: tuple[str, ...] = ("exactly_one", "largest")
 
 @dataclass(frozen=True)
 class FaceChoice:
-    """The chosen detection ``index`` or, when ``index`` is None, the ``reason`` for none."""
+    """The decision about one photo: keep the detection ``index`` or drop for ``reason``.
+
+    ``index`` is the face the decision is about (the most probable candidate or the
+    largest confident face) and is None only when there was no candidate.
+    """
 
     index: int | None
-    reason: str
+    reason: str  # "" when kept
     faces: int  # confident faces in the photo
+
+    @property
+    def kept(self) -> bool:
+        return not self.reason
 
 
 def choose_face(
@@ -33,15 +41,15 @@ def choose_face(
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown face policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    confident = np.flatnonzero(found.probs >= min_prob)
     if len(found) == 0:
         return FaceChoice(None, "no_face", 0)
+    confident = np.flatnonzero(found.probs >= min_prob)
     if len(confident) == 0:
-        return FaceChoice(None, "low_probability", 0)
-    if policy == "exactly_one" and len(confident) > 1:
-        return FaceChoice(None, "several_faces", len(confident))
+        return FaceChoice(int(np.argmax(found.probs)), "low_probability", 0)
     sides = found.sides()
     index = int(confident[np.argmax(sides[confident])])
+    if policy == "exactly_one" and len(confident) > 1:
+        return FaceChoice(index, "several_faces", len(confident))
     if sides[index] < min_face_px:
-        return FaceChoice(None, "too_small", len(confident))
+        return FaceChoice(index, "too_small", len(confident))
     return FaceChoice(index, "", len(confident))

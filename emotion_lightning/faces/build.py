@@ -1,0 +1,211 @@
+"""Raw scraped photos -> one gray, square, FER-sized face crop per photo, with a report.
+
+``raw_dir/<label>/**`` images are decoded (any mode, EXIF-upright, huge ones
+downscaled), searched for faces in batches, filtered by the face policy, cropped and
+written to ``out_dir/<label>/<name>.png``. Every source gets one row in
+``out_dir/report.csv``; sources with a row are never processed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.faces.crop import FER_SIZE, crop_face
+from emotion_lightning.faces.detector import Detections, FaceDetector
+from emotion_lightning.faces.images import DecodedImage, UnreadableImage, decode_image
+from emotion_lightning.faces.policy import POLICIES, choose_face
+from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report
+from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
+from emotion_lightning.scrape.manifest import source_info
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw image: its path relative to the raw directory and its (canonical) label."""
+
+    relpath: str
+    label: str
+
+
+def find_sources(raw_dir: str | Path, classes: Sequence[str] | None = None) -> list[Source]:
+    """Every file under ``raw_dir/<label>/`` (hidden files skipped), sorted.
+
+    ``classes`` limits the labels; folder names are mapped to canonical emotion names.
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"raw_dir {raw_dir} does not exist; run emotion-scrape first")
+    wanted = {canonical_emotion(c) for c in classes} if classes else None
+    sources = []
+    for folder in sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = canonical_emotion(folder.name)
+        if wanted is not None and label not in wanted:
+            continue
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(raw_dir)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                sources.append(Source(relative.as_posix(), label))
+    if not sources:
+        raise ValueError(
+            f"no images in {raw_dir}/<label>/ folders"
+            + (f" for classes {sorted(wanted)}" if wanted else "")
+        )
+    return sources
+
+
+def crop_name(relpath: str) -> str:
+    """A safe, unique, deterministic PNG name for the crop of ``relpath``."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(relpath).stem).strip("_")[:60] or "image"
+    return f"{stem}_{hashlib.sha256(relpath.encode()).hexdigest()[:8]}.png"
+
+
+class FaceDatasetBuilder:
+    """Builds (or resumes) a face-crop dataset from a raw photo directory.
+
+    Args:
+        detector: the face detector; its ``min_prob`` decides which faces are confident.
+        policy: ``exactly_one`` (drop photos with several confident faces) or ``largest``.
+        min_face_px: drop faces whose longer side is smaller (in the detected image).
+        size: crop side in pixels (48, like FER2013).
+        margin: extra fraction of the face box around the crop (0 matches FER framing).
+        max_side: downscale larger photos to this longer side before detection.
+        chunk_size: photos decoded and detected together.
+        near_duplicate_distance: pHash bits within which two crops are the same face photo.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        policy: str = "exactly_one",
+        min_face_px: int = 40,
+        size: int = FER_SIZE,
+        margin: float = 0.0,
+        max_side: int = 1024,
+        chunk_size: int = 64,
+        near_duplicate_distance: int = 3,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown face policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        if max_side < detector.min_face_size:
+            raise ValueError(f"max_side {max_side} is below the detector's min_face_size")
+        self.detector = detector
+        self.policy = policy
+        self.min_face_px = min_face_px
+        self.size = size
+        self.margin = margin
+        self.max_side = max_side
+        self.chunk_size = chunk_size
+        self.near_duplicate_distance = near_duplicate_distance
+
+    def build(
+        self,
+        raw_dir: str | Path,
+        out_dir: str | Path,
+        classes: Sequence[str] | None = None,
+        progress: bool = True,
+    ) -> list[dict[str, str]]:
+        """Process every source without a report row; return all report rows."""
+        raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+        sources = find_sources(raw_dir, classes)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report_path = out_dir / REPORT_NAME
+        previous = read_report(report_path)
+        done = {row["source"] for row in previous}
+        pending = [source for source in sources if source.relpath not in done]
+        index = DuplicateIndex(self.near_duplicate_distance)
+        for row in previous:
+            if row["status"] == "kept":
+                index.add(row["crop"], row["label"], row["sha256"], int(row["phash"], 16))
+        info = source_info(raw_dir)
+        with ReportWriter(report_path) as report, tqdm(
+            total=len(pending), desc="faces", unit="img", disable=not progress
+        ) as bar:
+            for start in range(0, len(pending), self.chunk_size):
+                chunk = pending[start : start + self.chunk_size]
+                for row in self._process(chunk, raw_dir, out_dir, index):
+                    url, flags = info.get(row["source"], ("", ""))
+                    report.write({**row, "url": url, "flags": flags})
+                bar.update(len(chunk))
+        return read_report(report_path)
+
+    def _process(
+        self, chunk: list[Source], raw_dir: Path, out_dir: Path, index: DuplicateIndex
+    ) -> list[dict[str, str]]:
+        """Report rows of one chunk of sources (crops written as a side effect)."""
+        rows: list[dict[str, str]] = []
+        decoded: list[tuple[Source, str, DecodedImage]] = []
+        for source in chunk:
+            base = {"source": source.relpath, "label": source.label}
+            try:
+                data = (raw_dir / source.relpath).read_bytes()
+                sha = sha256_hex(data)
+                earlier = index.find(sha)
+                if earlier is not None:
+                    rows.append(_dropped(base, "duplicate", f"same file as {earlier.key}", sha=sha))
+                    continue
+                decoded.append((source, sha, decode_image(data, source.relpath, self.max_side)))
+            except UnreadableImage as error:
+                rows.append(_dropped(base, "unreadable", error.reason))
+            except Exception as error:  # anything a hostile file triggers must not stop the run
+                rows.append(_dropped(base, "unreadable", f"{type(error).__name__}: {error}"))
+        found = self.detector.detect_all([image.rgb for _, _, image in decoded])
+        for (source, sha, image), faces in zip(decoded, found):
+            rows.append(self._decide(source, sha, image, faces, out_dir, index))
+        return rows
+
+    def _decide(
+        self,
+        source: Source,
+        sha: str,
+        image: DecodedImage,
+        faces: Detections,
+        out_dir: Path,
+        index: DuplicateIndex,
+    ) -> dict[str, str]:
+        """Apply the face policy to one decoded photo; write its crop when kept."""
+        choice = choose_face(faces, self.policy, self.detector.min_prob, self.min_face_px)
+        row = {
+            "source": source.relpath,
+            "label": source.label,
+            "faces": str(choice.faces),
+            "width": str(image.width),
+            "height": str(image.height),
+            "sha256": sha,
+        }
+        if choice.index is not None:
+            box = faces.boxes[choice.index] / image.scale
+            row["prob"] = f"{faces.probs[choice.index]:.4f}"
+            row.update({k: f"{v:.1f}" for k, v in zip(("left", "top", "right", "bottom"), box)})
+        if not choice.kept:
+            return _dropped(row, choice.reason, "")
+        crop = crop_face(image.rgb, faces.boxes[choice.index], self.size, self.margin)
+        crop_hash = phash(crop)
+        relpath = f"{source.label}/{crop_name(source.relpath)}"
+        earlier = index.claim(relpath, source.label, sha, crop_hash)
+        if earlier is not None:
+            what = "same file" if earlier.exact else f"same face photo ({earlier.distance} bits)"
+            return _dropped(row, "duplicate", f"{what} as {earlier.key}")
+        _write_png(out_dir / relpath, crop)
+        return {**row, "status": "kept", "crop": relpath, "phash": f"{crop_hash:016x}"}
+
+
+def _dropped(row: dict[str, str], reason: str, detail: str, **extra: str) -> dict[str, str]:
+    return {**row, **extra, "status": "dropped", "reason": reason, "detail": detail}
+
+
+def _write_png(path: Path, gray: np.ndarray) -> None:
+    """Write atomically: a crash leaves a ``.tmp`` file, never a half-written PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    Image.fromarray(gray).save(partial, format="PNG")
+    os.replace(partial, path)

@@ -1,0 +1,98 @@
+"""The face-build report: one CSV row per raw image, appended as the build goes.
+
+The report is the build's memory: a source with a row is finished and never processed
+again, so an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+REPORT_NAME = "report.csv"
+
+COLUMNS: tuple[str, ...] = (
+    "source",  # raw image, relative to the raw directory
+    "label",
+    "status",  # kept | dropped
+    "reason",  # why dropped (empty when kept)
+    "detail",  # human-readable detail: decoder error, duplicate of what
+    "crop",  # kept crop, relative to the output directory
+    "faces",  # confident faces in the photo
+    "prob",  # probability of the face the decision is about
+    "left",  # that face's box in the original (EXIF-upright) image's pixels
+    "top",
+    "right",
+    "bottom",
+    "width",  # original image size
+    "height",
+    "sha256",  # of the source file's bytes
+    "phash",  # of the crop, hex
+    "url",  # where the scraper found the source (from raw/manifest.csv)
+    "flags",  # e.g. "also_labelled:sad" when the scraper found it under other labels
+)
+
+#: Reasons for dropping an image, in the order the summary lists them.
+REASONS: tuple[str, ...] = (
+    "unreadable",
+    "duplicate",
+    "no_face",
+    "low_probability",
+    "several_faces",
+    "too_small",
+)
+
+
+def read_report(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a report CSV; an absent report has none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+class ReportWriter:
+    """Appends rows to a report CSV, flushing each so that a crash loses nothing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._handle = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS, extrasaction="raise")
+        if new:
+            self._writer.writeheader()
+
+    def write(self, row: dict[str, object]) -> None:
+        self._writer.writerow({column: row.get(column, "") for column in COLUMNS})
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def summarize(rows: Iterable[dict[str, str]]) -> str:
+    """A plain-text table of kept and dropped images per label and reason."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        counts[row["label"], "kept" if row["status"] == "kept" else row["reason"]] += 1
+    labels = sorted({label for label, _ in counts})
+    columns = ["kept", *REASONS]
+    columns += sorted({column for _, column in counts} - set(columns))
+    table = [[label, *(counts[label, column] for column in columns)] for label in labels]
+    table.append(["total", *(sum(counts[label, column] for label in labels) for column in columns)])
+    first = max(len(str(line[0])) for line in [["label"], *table])
+    widths = [max(len(column), 6) for column in columns]
+    header = [f"{'label':<{first}}", *(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    lines = [" ".join(header)]
+    for name, *cells in table:
+        lines.append(" ".join([f"{name:<{first}}", *(f"{n:>{w}}" for n, w in zip(cells, widths))]))
+    return "\n".join(lines)

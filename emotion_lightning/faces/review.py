@@ -1,0 +1,161 @@
+"""Self-contained HTML contact sheets for reviewing face crops, one page per label.
+
+The reviewer ticks the crops to exclude and downloads (or copies) the list, one path
+per line, which ``emotion-faces review exclude_from=[...]`` adds to
+``<out_dir>/exclude.txt``. Crops are embedded as data URIs, so a page can be mailed
+or opened anywhere. File names and URLs come from the web and are untrusted: every
+one is HTML-escaped, links are only made for http(s) URLs, and a Content Security
+Policy lets no script run but the page's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from emotion_lightning.faces.exclusions import EXCLUDE_NAME, read_exclusions
+from emotion_lightning.faces.report import REPORT_NAME, read_report
+
+REVIEW_DIR = "review"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1em; background: #fafafa; }
+header { position: sticky; top: 0; background: #fafafa; padding: .5em 0; border-bottom: 1px solid #ccc; }
+.grid { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 1em; }
+.tile { width: 104px; font-size: 10px; border: 2px solid transparent; padding: 2px; cursor: pointer; overflow: hidden; }
+.tile img { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
+.tile.excluded { border-color: #c00; opacity: .45; }
+.tile .name { display: block; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.flag { color: #a60; }
+textarea { width: 100%; height: 5em; }
+"""
+
+_SCRIPT = """
+(function () {
+  var label = document.body.dataset.label;
+  var boxes = Array.prototype.slice.call(document.querySelectorAll("input.exclude"));
+  var list = document.getElementById("list");
+  function update() {
+    var paths = [];
+    boxes.forEach(function (box) {
+      box.closest(".tile").classList.toggle("excluded", box.checked);
+      if (box.checked) { paths.push(box.dataset.path); }
+    });
+    list.value = paths.join("\\n") + (paths.length ? "\\n" : "");
+    document.getElementById("count").textContent = paths.length;
+  }
+  boxes.forEach(function (box) { box.addEventListener("change", update); });
+  document.getElementById("download").addEventListener("click", function () {
+    var blob = new Blob([list.value], {type: "text/plain"});
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = "exclude_" + label + ".txt";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  });
+  document.getElementById("copy").addEventListener("click", function () {
+    list.select();
+    if (navigator.clipboard) { navigator.clipboard.writeText(list.value); }
+    else { document.execCommand("copy"); }
+  });
+  update();
+})();
+"""
+
+
+def _csp_hash(source: str) -> str:
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+_CSP = (
+    "default-src 'none'; img-src data:; "
+    f"style-src {_csp_hash(_STYLE)}; script-src {_csp_hash(_SCRIPT)}; form-action 'none'"
+)
+
+
+def _link(url: str) -> str:
+    """An escaped link for http(s) URLs; anything else (``javascript:``...) as inert text."""
+    if not url:
+        return ""
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        return (
+            f'<a href="{html.escape(url, quote=True)}" rel="noopener noreferrer nofollow" '
+            'target="_blank">source</a>'
+        )
+    return f'<span title="{html.escape(url, quote=True)}">(no link)</span>'
+
+
+def _tile(row: dict[str, str], png: bytes, excluded: bool) -> str:
+    crop, source = row["crop"], row["source"]
+    title = f"{source}\nprob {row.get('prob', '')}, faces {row.get('faces', '')}"
+    flags = row.get("flags", "")
+    return (
+        f'<label class="tile" title="{html.escape(title, quote=True)}">'
+        f'<img alt="{html.escape(crop, quote=True)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        f'<input type="checkbox" class="exclude" data-path="{html.escape(crop, quote=True)}"'
+        f"{' checked' if excluded else ''}> exclude"
+        f'<span class="name">{html.escape(Path(source).name)}</span>'
+        + (f'<span class="flag">{html.escape(flags)}</span>' if flags else "")
+        + f"{_link(row.get('url', ''))}</label>"
+    )
+
+
+def render_page(label: str, tiles: list[str], excluded: int) -> str:
+    """The HTML page of one label's tiles."""
+    name = html.escape(label)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f"<title>Review: {name}</title><style>{_STYLE}</style></head>"
+        f'<body data-label="{html.escape(label, quote=True)}"><header>'
+        f"<h1>{name}: {len(tiles)} crops, <span id=\"count\">{excluded}</span> excluded</h1>"
+        "<p>Tick the crops that are not a clear face showing this emotion. Then download the "
+        "list and run <code>emotion-faces review out_dir=... exclude_from=[the file]</code>, "
+        f"or paste it into <code>{EXCLUDE_NAME}</code> in the dataset folder. Already excluded "
+        f"crops start ticked; un-ticking does not remove them from {EXCLUDE_NAME} "
+        "(delete the line there).</p>"
+        '<button id="download" type="button">Download exclusion list</button> '
+        '<button id="copy" type="button">Copy</button>'
+        '<textarea id="list" readonly></textarea></header>'
+        f'<div class="grid">{"".join(tiles)}</div>'
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_review_pages(out_dir: str | Path) -> list[Path]:
+    """Write ``out_dir/review/<label>.html`` for every label with kept crops; return the pages."""
+    out_dir = Path(out_dir)
+    rows = read_report(out_dir / REPORT_NAME)
+    if not rows:
+        raise FileNotFoundError(
+            f"no {REPORT_NAME} in {out_dir}; run `emotion-faces build out_dir={out_dir}` first"
+        )
+    excluded = read_exclusions(out_dir / EXCLUDE_NAME)
+    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "kept" and (out_dir / row["crop"]).is_file():
+            by_label[row["label"]].append(row)
+    review_dir = out_dir / REVIEW_DIR
+    review_dir.mkdir(exist_ok=True)
+    pages = []
+    for label, label_rows in sorted(by_label.items()):
+        tiles = [
+            _tile(row, (out_dir / row["crop"]).read_bytes(), row["crop"] in excluded)
+            for row in label_rows
+        ]
+        ticked = sum(row["crop"] in excluded for row in label_rows)
+        page = review_dir / f"{_safe_name(label)}.html"
+        page.write_text(render_page(label, tiles, ticked), encoding="utf-8")
+        pages.append(page)
+    return pages
+
+
+def _safe_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "label"

@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny FER files in both formats, Hydra composition, real-data skips."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.constants import FER_EMOTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def requires_shared(subdir: str):
+    """Skip unless ``../shared/data/<subdir>`` exists (users do not have it; CI does)."""
+    path = SHARED_DATA / subdir
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"real data {path} is absent (only CI and developers have it)"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test run uses its own decoded-image cache and never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EMOTION_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def fer_images(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random 48x48 images, ``n_per_class`` of each of the seven FER labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(FER_EMOTIONS)), n_per_class)
+    images = rng.integers(0, 256, (len(labels), 48, 48), dtype=np.uint8)
+    return images, labels
+
+
+def write_fer_csv(path: Path, images, labels, usages) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        for image, label, usage in zip(images, labels, usages):
+            writer.writerow([int(label), " ".join(map(str, image.ravel())), usage])
+    return path
+
+
+def write_fer_folder(root: Path, images, labels, usages) -> Path:
+    """The Kaggle folder layout: train/ holds Training, test/ the other usages (PNG: lossless)."""
+    for i, (image, label, usage) in enumerate(zip(images, labels, usages)):
+        folder = root / ("train" if usage == "Training" else "test") / FER_EMOTIONS[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{usage}_{i}.png"), image)
+    return root
+
+
+@pytest.fixture
+def fer_csv(tmp_path) -> Path:
+    images, labels = fer_images(12)
+    usages = np.array(["Training"] * len(labels), dtype=object)
+    usages[1::4] = "PublicTest"
+    usages[3::4] = "PrivateTest"
+    return write_fer_csv(tmp_path / "fer2013.csv", images, labels, usages)
+
+
+@pytest.fixture
+def fer_folder(tmp_path) -> Path:
+    """Training + PublicTest only, like ../shared/data/fer2013."""
+    images, labels = fer_images(10, seed=1)
+    usages = np.where(np.arange(len(labels)) % 4 == 0, "PublicTest", "Training")
+    return write_fer_folder(tmp_path / "fer", images, labels, usages)
+
+
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose a config as the entry point would, with the run dir set to ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+    return cfg
