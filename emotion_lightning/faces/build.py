@@ -127,9 +127,10 @@ class FaceDatasetBuilder:
             if row["status"] == "kept":
                 index.add(row["crop"], row["label"], row["sha256"], int(row["phash"], 16))
         info = source_info(raw_dir)
-        with ReportWriter(report_path) as report, tqdm(
-            total=len(pending), desc="faces", unit="img", disable=not progress
-        ) as bar:
+        with (
+            ReportWriter(report_path) as report,
+            tqdm(total=len(pending), desc="faces", unit="img", disable=not progress) as bar,
+        ):
             for start in range(0, len(pending), self.chunk_size):
                 chunk = pending[start : start + self.chunk_size]
                 for row in self._process(chunk, raw_dir, out_dir, index):
@@ -159,7 +160,7 @@ class FaceDatasetBuilder:
             except Exception as error:  # anything a hostile file triggers must not stop the run
                 rows.append(_dropped(base, "unreadable", f"{type(error).__name__}: {error}"))
         found = self.detector.detect_all([image.rgb for _, _, image in decoded])
-        for (source, sha, image), faces in zip(decoded, found):
+        for (source, sha, image), faces in zip(decoded, found, strict=True):
             rows.append(self._decide(source, sha, image, faces, out_dir, index))
         return rows
 
@@ -185,7 +186,12 @@ class FaceDatasetBuilder:
         if choice.index is not None:
             box = faces.boxes[choice.index] / image.scale
             row["prob"] = f"{faces.probs[choice.index]:.4f}"
-            row.update({k: f"{v:.1f}" for k, v in zip(("left", "top", "right", "bottom"), box)})
+            row.update(
+                {
+                    k: f"{v:.1f}"
+                    for k, v in zip(("left", "top", "right", "bottom"), box, strict=True)
+                }
+            )
         if not choice.kept:
             return _dropped(row, choice.reason, "")
         crop = crop_face(image.rgb, faces.boxes[choice.index], self.size, self.margin)

@@ -68,7 +68,9 @@ class FaceDetector:
         if not 0.0 <= min_prob <= 1.0:
             raise ValueError(f"min_prob must be within [0, 1], got {min_prob}")
         if min_face_size < 12:
-            raise ValueError(f"min_face_size must be at least 12 pixels (MTCNN's cell), got {min_face_size}")
+            raise ValueError(
+                f"min_face_size must be at least 12 pixels (MTCNN's cell), got {min_face_size}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.min_prob = min_prob
@@ -98,14 +100,14 @@ class FaceDetector:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([_as_rgb(images[i]) for i in chunk])
-                for index, found in zip(chunk, self._detect_batch(batch)):
+                for index, found in zip(chunk, self._detect_batch(batch), strict=True):
                     results[index] = found
         return results
 
     def _detect_batch(self, batch: np.ndarray) -> list[Detections]:
         boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
         found = []
-        for image_boxes, image_probs, image_points in zip(boxes, probs, points):
+        for image_boxes, image_probs, image_points in zip(boxes, probs, points, strict=True):
             if image_boxes is None:
                 found.append(Detections.empty())
                 continue

@@ -64,8 +64,9 @@ def decode_image(data: bytes, source: str = "<bytes>", max_side: int | None = No
         raise UnreadableImage(source, f"too many pixels ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise UnreadableImage(source, f"corrupt image header ({error})") from None
-    if image.format not in IMAGE_EXTENSIONS:
-        raise UnreadableImage(source, f"unsupported format {image.format}")
+    file_format = image.format
+    if file_format not in IMAGE_EXTENSIONS:
+        raise UnreadableImage(source, f"unsupported format {file_format}")
     original_side = max(image.size)
     if max_side and image.format == "JPEG" and original_side > max_side:
         image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: fast and small
@@ -81,7 +82,7 @@ def decode_image(data: bytes, source: str = "<bytes>", max_side: int | None = No
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     scale = max(rgb.shape[:2]) / original_side
     height, width = (round(n / scale) for n in rgb.shape[:2])
-    return DecodedImage(np.ascontiguousarray(rgb), scale, width, height, image.format)
+    return DecodedImage(np.ascontiguousarray(rgb), scale, width, height, file_format)
 
 
 def load_image(path: str | Path, max_side: int | None = None) -> DecodedImage:

@@ -91,8 +91,12 @@ def summarize(rows: Iterable[dict[str, str]]) -> str:
     table.append(["total", *(sum(counts[label, column] for label in labels) for column in columns)])
     first = max(len(str(line[0])) for line in [["label"], *table])
     widths = [max(len(column), 6) for column in columns]
-    header = [f"{'label':<{first}}", *(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    header = [f"{'label':<{first}}", *(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))]
     lines = [" ".join(header)]
     for name, *cells in table:
-        lines.append(" ".join([f"{name:<{first}}", *(f"{n:>{w}}" for n, w in zip(cells, widths))]))
+        lines.append(
+            " ".join(
+                [f"{name:<{first}}", *(f"{n:>{w}}" for n, w in zip(cells, widths, strict=True))]
+            )
+        )
     return "\n".join(lines)

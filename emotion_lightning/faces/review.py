@@ -111,11 +111,11 @@ def render_page(label: str, tiles: list[str], excluded: int) -> str:
     """The HTML page of one label's tiles."""
     name = html.escape(label)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         f"<title>Review: {name}</title><style>{_STYLE}</style></head>"
         f'<body data-label="{html.escape(label, quote=True)}"><header>'
-        f"<h1>{name}: {len(tiles)} crops, <span id=\"count\">{excluded}</span> excluded</h1>"
+        f'<h1>{name}: {len(tiles)} crops, <span id="count">{excluded}</span> excluded</h1>'
         "<p>Tick the crops that are not a clear face showing this emotion. Then download the "
         "list and run <code>emotion-faces review out_dir=... exclude_from=[the file]</code>, "
         f"or paste it into <code>{EXCLUDE_NAME}</code> in the dataset folder. Already excluded "

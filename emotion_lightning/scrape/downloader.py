@@ -85,7 +85,9 @@ class ManifestDownloader(ImageDownloader):
                 self._accepted += 1
         if earlier is not None:
             if earlier.label != self.query.label:
-                self.manifest.append(self._row(earlier.key, task["file_url"], sha, image_hash, "also_labelled"))
+                self.manifest.append(
+                    self._row(earlier.key, task["file_url"], sha, image_hash, "also_labelled")
+                )
                 return "found under another label"
             return "duplicate" if earlier.exact else "near duplicate"
         task.update(relpath=relpath, sha256=sha, phash=image_hash)

@@ -51,7 +51,13 @@ class GoogleFeeder(_SearchFeeder, _GoogleFeeder):
 
     def page_urls(self, keyword: str, max_num: int, filter_str: str) -> Iterator[str]:
         for start in range(0, max(max_num, 1), 100):
-            params = {"q": keyword, "ijn": start // 100, "start": start, "tbs": filter_str, "tbm": "isch"}
+            params = {
+                "q": keyword,
+                "ijn": start // 100,
+                "start": start,
+                "tbs": filter_str,
+                "tbm": "isch",
+            }
             yield f"{self.base_url}?{urlencode(params)}"
 
 

@@ -60,7 +60,8 @@ class ScrapeManifest:
         return sum(
             1
             for r in self.rows()
-            if r["status"] == "kept" and (r["engine"], r["label"], r["query"]) == (engine, label, query)
+            if r["status"] == "kept"
+            and (r["engine"], r["label"], r["query"]) == (engine, label, query)
         )
 
 
@@ -77,7 +78,10 @@ def source_info(raw_dir: str | Path) -> dict[str, tuple[str, str]]:
         else:
             others[row["file"]].add(row["label"])
     return {
-        file: (urls.get(file, ""), ";".join(f"also_labelled:{label}" for label in sorted(others[file])))
+        file: (
+            urls.get(file, ""),
+            ";".join(f"also_labelled:{label}" for label in sorted(others[file])),
+        )
         for file in set(urls) | set(others)
     }
 

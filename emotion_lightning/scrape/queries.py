@@ -50,15 +50,21 @@ def plan_queries(
     return queries
 
 
-def _parse_entry(entry: str | Mapping[str, object], label: str, default_cap: int) -> tuple[str, int]:
+def _parse_entry(
+    entry: str | Mapping[str, object], label: str, default_cap: int
+) -> tuple[str, int]:
     if isinstance(entry, str):
         text, cap = entry, default_cap
     elif isinstance(entry, Mapping) and set(entry) <= {"query", "cap"} and "query" in entry:
         text, cap = str(entry["query"]), int(entry.get("cap", default_cap))  # type: ignore[arg-type]
     else:
-        raise ValueError(f"query entry {entry!r} of {label!r} must be a string or {{query: ..., cap: ...}}")
+        raise ValueError(
+            f"query entry {entry!r} of {label!r} must be a string or {{query: ..., cap: ...}}"
+        )
     if not text.strip() or cap < 1:
-        raise ValueError(f"query entry {entry!r} of {label!r} needs a non-empty query and a cap >= 1")
+        raise ValueError(
+            f"query entry {entry!r} of {label!r} needs a non-empty query and a cap >= 1"
+        )
     return text.strip(), cap
 
 
@@ -75,7 +81,9 @@ def read_url_list(path: str | Path) -> list[str]:
             lines = [row["url"] or "" for row in reader]
         else:
             lines = [line for line in handle if not line.lstrip().startswith("#")]
-    urls = [line.strip() for line in lines if line.strip().lower().startswith(("http://", "https://"))]
+    urls = [
+        line.strip() for line in lines if line.strip().lower().startswith(("http://", "https://"))
+    ]
     if not urls:
         raise ValueError(f"URL list {path} has no http(s) URLs")
     return urls

@@ -102,12 +102,18 @@ class Scraper:
             if (engine, query.label, query.text) in finished:
                 outcome = QueryOutcome(engine, query, skipped="finished in an earlier run")
             elif failures[engine] >= self.max_engine_failures:
-                outcome = QueryOutcome(engine, query, skipped=f"{engine} failed {failures[engine]} times in a row")
+                outcome = QueryOutcome(
+                    engine, query, skipped=f"{engine} failed {failures[engine]} times in a row"
+                )
             else:
                 outcome = self._run_one(engine, query)
                 failures[engine] = failures[engine] + 1 if outcome.error else 0
                 if failures[engine] == self.max_engine_failures:
-                    log.error("%s failed %d queries in a row: leaving it out of this run", engine, failures[engine])
+                    log.error(
+                        "%s failed %d queries in a row: leaving it out of this run",
+                        engine,
+                        failures[engine],
+                    )
             outcomes.append(outcome)
         return outcomes
 
@@ -137,7 +143,11 @@ class Scraper:
             if engine == "urls":
                 feeder_kwargs: dict[str, object] = {"url_list": read_url_list(query.text)}
             else:
-                feeder_kwargs = {"keyword": query.text, "max_num": remaining, "filters": self.filters.get(engine)}
+                feeder_kwargs = {
+                    "keyword": query.text,
+                    "max_num": remaining,
+                    "filters": self.filters.get(engine),
+                }
             timeouts = {"queue_timeout": self.queue_timeout_s, "req_timeout": self.timeout_s}
             crawler.crawl(
                 feeder_kwargs=feeder_kwargs,
@@ -156,7 +166,13 @@ class Scraper:
             log.error("%s failed on %r (%s): %s", engine, query.text, query.label, outcome.error)
         else:
             self.manifest.mark_finished(engine, query.label, query.text, already + outcome.kept)
-            log.info("%s %r: kept %d, rejected %s", engine, query.text, outcome.kept, dict(outcome.rejected))
+            log.info(
+                "%s %r: kept %d, rejected %s",
+                engine,
+                query.text,
+                outcome.kept,
+                dict(outcome.rejected),
+            )
         return outcome
 
 
@@ -183,5 +199,7 @@ def summarize(outcomes: Sequence[QueryOutcome]) -> str:
             f"kept {sum(o.kept for o in mine)}, rejected {sum(rejected.values())}"
             + (f" ({', '.join(f'{n} {r}' for r, n in rejected.most_common())})" if rejected else "")
         )
-        lines += [f"  failed {o.query.text!r} ({o.query.label}): {o.error}" for o in mine if o.error]
+        lines += [
+            f"  failed {o.query.text!r} ({o.query.label}): {o.error}" for o in mine if o.error
+        ]
     return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""``emotion-faces``: build a face-crop dataset from raw photos, and review it.
+
+    emotion-faces build raw_dir=data/raw out_dir=data/faces [policy=largest ...]
+    emotion-faces review out_dir=data/faces [exclude_from=[exclude_happy.txt]]
+
+The first word is the action; everything after it is a Hydra override.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.faces.build import FaceDatasetBuilder
+from emotion_lightning.faces.detector import FaceDetector
+from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions
+from emotion_lightning.faces.report import summarize
+from emotion_lightning.faces.review import write_review_pages
+
+ACTIONS = ("build", "review")
+USAGE = "usage: emotion-faces {build|review} [key=value ...]   (see conf/faces.yaml)"
+
+
+def main() -> None:
+    """Turn the leading action word into the ``action=`` override, then run Hydra."""
+    if len(sys.argv) > 1 and sys.argv[1] in ACTIONS:
+        sys.argv.append(f"action={sys.argv.pop(1)}")
+    elif len(sys.argv) < 2 or not (sys.argv[1].startswith("-") or "=" in sys.argv[1]):
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    run()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="faces")
+def run(cfg: DictConfig) -> None:
+    if cfg.action == "build":
+        build(cfg)
+    elif cfg.action == "review":
+        review(cfg)
+    else:
+        raise ValueError(f"unknown action {cfg.action!r}; {USAGE}")
+
+
+def build(cfg: DictConfig) -> None:
+    """Detect, crop and report every unprocessed raw photo."""
+    detector = FaceDetector(
+        min_prob=cfg.detector.min_prob,
+        min_face_size=cfg.detector.min_face_size,
+        batch_size=cfg.detector.batch_size,
+        device=cfg.detector.device,
+    )
+    builder = FaceDatasetBuilder(
+        detector,
+        policy=cfg.policy,
+        min_face_px=cfg.min_face_px,
+        size=cfg.size,
+        margin=cfg.margin,
+        max_side=cfg.max_side,
+        chunk_size=cfg.chunk_size,
+        near_duplicate_distance=cfg.near_duplicate_distance,
+    )
+    rows = builder.build(
+        cfg.raw_dir, cfg.out_dir, list(cfg.classes) if cfg.classes else None, cfg.progress
+    )
+    print(summarize(rows))
+    print(f"crops in {cfg.out_dir}/<label>/, one row per photo in {cfg.out_dir}/report.csv")
+
+
+def review(cfg: DictConfig) -> None:
+    """Merge downloaded exclusion lists, then (re)write the review pages."""
+    exclude_file = Path(cfg.out_dir) / EXCLUDE_NAME
+    for listing in cfg.exclude_from:
+        path = Path(listing).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"exclusion list {path} does not exist")
+        added = add_exclusions(exclude_file, path.read_text(encoding="utf-8").splitlines())
+        print(f"{path}: {added} new exclusions added to {exclude_file}")
+    for page in write_review_pages(cfg.out_dir):
+        print(f"review page: {page}")
+
+
+if __name__ == "__main__":
+    main()

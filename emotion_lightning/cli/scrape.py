@@ -1,0 +1,56 @@
+"""``emotion-scrape``: web images per emotion into ``out_dir/<label>/`` (resumable).
+
+emotion-scrape out_dir=data/raw engines=[bing,google] max_per_query=50 classes=[happy,sad]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.scrape.queries import Query, plan_queries
+from emotion_lightning.scrape.runner import Scraper, summarize
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scrape")
+def main(cfg: DictConfig) -> None:
+    presets = OmegaConf.to_container(cfg.scrape.queries, resolve=True)
+    classes = [canonical_emotion(c) for c in cfg.classes]
+    queries = plan_queries(
+        presets, classes, cfg.scrape.caps.main, cfg.scrape.caps.synonym, cfg.max_per_query
+    )
+    url_lists = [
+        Query(canonical_emotion(label), str(path), cfg.max_per_query or 0)
+        for label, path in cfg.url_lists.items()
+        if canonical_emotion(label) in classes
+    ]
+    scraper = Scraper(
+        cfg.out_dir,
+        engines=list(cfg.engines),
+        base_urls=OmegaConf.to_container(cfg.base_urls, resolve=True),
+        filters=OmegaConf.to_container(cfg.filters, resolve=True),
+        threads=cfg.threads,
+        timeout_s=cfg.timeout_s,
+        queue_timeout_s=cfg.queue_timeout_s,
+        min_side=cfg.min_side,
+        near_duplicate_distance=cfg.near_duplicate_distance,
+        max_engine_failures=cfg.max_engine_failures,
+    )
+    outcomes = scraper.run(queries, url_lists)
+    print(summarize(outcomes))
+    print(f"images and manifest.csv in {cfg.out_dir}")
+    ran = [o for o in outcomes if not o.skipped]
+    if ran and all(o.error for o in ran):
+        log.error("every engine failed on every query: nothing was downloaded")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""WildDataModule: labelled face crops in class folders (a processed scrape, or any such set)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
+from emotion_lightning.data.base import GrayImageDataModule, select_classes
+from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
+from emotion_lightning.data.presets import resize_square
+from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def list_class_folders(root: Path) -> list[tuple[str, str]]:
+    """(relative path, canonical label) of every image under ``root/<label>/``, sorted."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"wild data root {root} does not exist; expected <root>/<emotion>/*.png face crops "
+            "(emotion-faces build writes them) or pass detect_faces=true for raw photos"
+        )
+    entries = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = canonical_emotion(folder.name)
+        for file in sorted(folder.rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                entries.append((file.relative_to(root).as_posix(), label))
+    if not entries:
+        raise FileNotFoundError(f"no images in {root}/<emotion>/ folders")
+    return entries
+
+
+def decode_crops(root: Path, relpaths: Sequence[str], size: int) -> np.ndarray:
+    """Gray ``size x size`` uint8 crops; unreadable files raise naming the file."""
+    out = np.empty((len(relpaths), size, size), np.uint8)
+    for i, rel in enumerate(tqdm(relpaths, desc=f"decoding {root}", unit=" img")):
+        image = cv2.imread(str(root / rel), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ValueError(f"{root / rel}: not a readable image; exclude or delete it")
+        out[i] = resize_square(image, size)
+    return out
+
+
+class WildDataModule(GrayImageDataModule):
+    """Face crops in ``root/<emotion>/`` with a seeded, stratified, duplicate-safe split.
+
+    Args:
+        root: ``emotion-faces build`` output, or any folder of cropped class folders.
+        classes: ordered class subset; folder names are mapped to canonical emotion names.
+        train_fraction: share of train (the recipe: 0.7); the rest is validation.
+        test_fraction: optional held-out test share; 0 makes the test split the val split.
+        exclude_file: exclusion list (``label/file`` per line, written by the review page);
+            default ``root/exclude.txt`` when it exists. Excluded files are skipped, not deleted.
+        detect_faces: ``root`` holds raw photos: detect, crop (FER framing) and cache first.
+        face_policy, min_face_prob: face selection when ``detect_faces``.
+        cache_dir: decoded crops (and detected faces) are cached here; ``None`` disables.
+        Remaining arguments: see :class:`GrayImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        classes: Sequence[str] = DEFAULT_CLASSES,
+        train_fraction: float = 0.7,
+        test_fraction: float = 0.0,
+        seed: int = 42,
+        exclude_file: str | Path | None = None,
+        detect_faces: bool = False,
+        face_policy: str = "exactly_one",
+        min_face_prob: float = 0.95,
+        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        image_size: int = 48,
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        augment: bool = True,
+        augmentation: dict | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__(classes, image_size, batch_size, num_workers, augment, augmentation,
+                         pin_memory)
+        if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction:
+            raise ValueError(f"need 0 < train_fraction and train + test < 1, got "
+                             f"{train_fraction}, {test_fraction}")
+        self.root = Path(root).expanduser()
+        self.train_fraction = train_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.exclude_file = exclude_file
+        self.detect_faces = detect_faces
+        self.face_policy = face_policy
+        self.min_face_prob = min_face_prob
+        self.cache_dir = cache_dir
+
+    def _crop_root(self) -> Path:
+        """The folder of crops: ``root`` itself, or detected faces cached from raw photos."""
+        if not self.detect_faces:
+            return self.root
+        from emotion_lightning.faces import FaceDatasetBuilder, FaceDetector
+
+        if self.cache_dir is None:
+            raise ValueError("detect_faces needs a cache_dir to write the crops to")
+        key = fingerprint(["wild-faces", str(self.root.resolve()), self.face_policy,
+                           self.min_face_prob])
+        out = Path(self.cache_dir).expanduser() / f"faces-{key}"
+        builder = FaceDatasetBuilder(FaceDetector(min_prob=self.min_face_prob),
+                                     policy=self.face_policy)
+        builder.build(self.root, out, classes=self.class_names)  # resumable: only new photos
+        return out
+
+    def _excluded(self, crop_root: Path) -> set[str]:
+        from emotion_lightning.faces import EXCLUDE_NAME, read_exclusions
+
+        path = Path(self.exclude_file) if self.exclude_file else crop_root / EXCLUDE_NAME
+        if self.exclude_file and not path.is_file():
+            raise FileNotFoundError(f"exclude_file {path} does not exist")
+        return read_exclusions(path)
+
+    def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        crop_root = self._crop_root()
+        excluded = self._excluded(crop_root)
+        entries = [(rel, label) for rel, label in list_class_folders(crop_root)
+                   if rel not in excluded]
+        if excluded:
+            log.info("excluded %d listed files", len(excluded))
+        relpaths = [rel for rel, _ in entries]
+        names = sorted({label for _, label in entries})
+        labels = np.asarray([names.index(label) for _, label in entries], dtype=np.int64)
+        key = fingerprint(["wild", self.image_size,
+                           *file_fingerprint([crop_root / r for r in relpaths], crop_root)])
+        arrays = cached_arrays(self.cache_dir, key, lambda: {
+            "images": decode_crops(crop_root, relpaths, self.image_size)})
+        keep, labels = select_classes(labels, names, self.class_names)
+        images = np.asarray(arrays["images"])[keep]
+        val_fraction = 1 - self.train_fraction - self.test_fraction
+        train, val, test = stratified_group_split(
+            labels, pixel_groups(images), (self.train_fraction, val_fraction, self.test_fraction),
+            self.seed)
+        if len(test) == 0:
+            test = val
+        return {s: (images[i], labels[i]) for s, i in (("train", train), ("val", val), ("test", test))}
