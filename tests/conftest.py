@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from emotion_lightning.cli import CONFIG_DIR
@@ -80,8 +81,11 @@ def fer_folder(tmp_path) -> Path:
 
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose a config as the entry point would, with the run dir set to ``output_dir``."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside a test's own initialize block
         cfg = compose(config_name=config_name, overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")

@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD
-from emotion_lightning.data.gray_distill import GrayDistillDataModule, find_rgb_images
+from emotion_lightning.data.gray_distill import (
+    GrayDistillDataModule,
+    PairedImageDataset,
+    PairedViews,
+    find_rgb_images,
+)
 from emotion_lightning.data.imagenet_classes import imagenet_class_names, write_class_queries
 from emotion_lightning.models.distiller import Conv1Distiller
 from emotion_lightning.models.gray_resnet import build_gray_resnet
@@ -63,16 +69,18 @@ def batch_loss(model: Conv1Distiller, batch: dict) -> float:
 
 @pytest.fixture(scope="module")
 def trained(image_root, tmp_path_factory):
-    """A resnet18 distiller (random teacher) before and after 10 steps, and its checkpoint."""
+    """A resnet18 distiller (random teacher) before and after 6 steps on one fixed batch (the
+    train split, centre crops, so the loss is comparable), validated every step; its checkpoint."""
     L.seed_everything(0)
     datamodule = make_datamodule(image_root)
     datamodule.setup("fit")
+    train_paths = datamodule.datasets["train"].paths
+    fixed = DataLoader(PairedImageDataset(train_paths, PairedViews(SIZE)), batch_size=len(train_paths))
+    batch = next(iter(fixed))
     model = Conv1Distiller("resnet18", teacher_weights=None, data_root=str(image_root))
-    before = snapshot(model)
-    batch = next(iter(datamodule.val_dataloader()))
-    loss_before = batch_loss(model, batch)
-    trainer = quiet_trainer(max_steps=10, enable_checkpointing=False, num_sanity_val_steps=0)
-    trainer.fit(model, datamodule)
+    before, loss_before = snapshot(model), batch_loss(model, batch)
+    trainer = quiet_trainer(max_steps=6, enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(model, fixed, datamodule.val_dataloader())
     ckpt = tmp_path_factory.mktemp("distill") / "distiller.ckpt"
     trainer.save_checkpoint(ckpt)
     return {"model": model, "before": before, "loss_before": loss_before,
@@ -137,6 +145,7 @@ def test_training_changes_only_conv1(trained):
 
 
 def test_loss_decreases(trained):
+    assert trained["trainer"].global_step == 6
     assert trained["loss_after"] < 0.95 * trained["loss_before"]
 
 
@@ -212,7 +221,7 @@ def test_checkpoint_loads_into_classifier_and_trains(trained):
                                                 weights=str(trained["ckpt"]), image_size=SIZE)
     assert torch.equal(model.net.conv1.weight, trained["model"].student.conv1.weight)
     x, y = torch.randn(8, 1, SIZE, SIZE), torch.randint(0, len(classes), (8,))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    loader = DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, enable_checkpointing=False)
     trainer.fit(model, loader)
     assert trainer.global_step == 1
@@ -253,15 +262,27 @@ def test_distill_report(trained, image_root, tmp_path):
     from emotion_lightning.cli.distill_report import run
 
     overrides = [f"images={image_root}", f"checkpoint={trained['ckpt']}", f"image_size={SIZE}",
-                 "batch_size=8", "limit=8", "num_workers=0", "accelerator=cpu",
+                 f"batch_size={NUM_RGB}", "num_workers=0", "accelerator=cpu",
                  f"output={tmp_path / 'report.json'}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("distill_report", overrides=overrides)
     report = run(cfg)
     assert json.loads((tmp_path / "report.json").read_text()) == report
-    assert report["num_images"] == 8 and report["arch"] == "resnet18"
+    assert report["num_images"] == NUM_RGB and report["arch"] == "resnet18"
     results = report["results"]
     assert list(results) == ["random", "distilled", "rgb_sum"]
     for row in results.values():
         assert 0 <= row["agreement"] <= 1 and -1 <= row["cosine"] <= 1 and row["loss"] >= 0
-    assert results["distilled"]["loss"] < results["random"]["loss"]
+    paths, _, _ = find_rgb_images(image_root)
+    batch = next(iter(DataLoader(PairedImageDataset(paths, PairedViews(SIZE)), batch_size=NUM_RGB)))
+    assert results["distilled"]["loss"] == pytest.approx(batch_loss(trained["model"], batch), rel=1e-4)
+    assert results["rgb_sum"]["loss"] != pytest.approx(results["random"]["loss"], rel=1e-3)
+
+
+def test_report_rejects_other_checkpoints(tmp_path):
+    from emotion_lightning.cli.distill_report import load_distiller
+
+    path = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": {"net.conv1.weight": torch.zeros(1)}, "hyper_parameters": {}}, path)
+    with pytest.raises(ValueError, match="not a Conv1Distiller checkpoint"):
+        load_distiller(path)

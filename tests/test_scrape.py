@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
+import icrawler.crawler
 import numpy as np
 import pytest
 from PIL import Image
 
+from emotion_lightning.cli import scrape as scrape_cli
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import ScrapeManifest, source_info
 from emotion_lightning.scrape.queries import Query, plan_queries, read_url_list
@@ -118,10 +121,12 @@ def host():
 
 
 @pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
+def local_and_quick(monkeypatch):
+    """Requests go straight to 127.0.0.1; icrawler polls its threads every 20 ms, not 1 s."""
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(icrawler.crawler, "time", SimpleNamespace(sleep=lambda _: time.sleep(0.02)))
 
 
 QUERIES = [Query("happy", "happy human face", 10), Query("sad", "sad human face", 10)]
@@ -130,7 +135,7 @@ QUERIES = [Query("happy", "happy human face", 10), Query("sad", "sad human face"
 def scraper(raw: Path, host: str, engines=("bing",), **overrides) -> Scraper:
     base_urls = {e: f"{host}/{e}" for e in ("google", "bing", "baidu")}
     base_urls |= overrides.pop("base_urls", {})
-    options = dict(threads=2, timeout_s=5, queue_timeout_s=0.5, max_engine_failures=2)
+    options = dict(threads=2, timeout_s=5, queue_timeout_s=0.3, max_engine_failures=2)
     return Scraper(raw, engines=engines, base_urls=base_urls, **(options | overrides))
 
 
@@ -290,23 +295,26 @@ def test_phash_finds_resized_copies_but_not_other_pictures():
     assert sha256_hex(b"") == hashlib.sha256(b"").hexdigest()
 
 
-def test_cli_contract(tmp_path, host):
+def test_cli_contract(tmp_path, host, monkeypatch, capsys):
     raw = tmp_path / "raw"
-    command = [
-        sys.executable,
-        "-m",
-        "emotion_lightning.cli.scrape",
-        f"out_dir={raw}",
-        "engines=[bing]",
-        "max_per_query=2",
-        "classes=[happy]",
-        "scrape=tiny",
-        f"base_urls={{bing: '{host}/bing'}}",
-        "queue_timeout_s=0.5",
-        f"paths.log_dir={tmp_path / 'logs'}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "bing: 1 queries run" in done.stdout
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "emotion-scrape",
+            f"out_dir={raw}",
+            "engines=[bing]",
+            "max_per_query=2",
+            "classes=[happy]",
+            "scrape=tiny",
+            f"base_urls.bing={host}/bing",
+            "queue_timeout_s=0.3",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "hydra/job_logging=none",
+            "hydra/hydra_logging=none",
+        ],
+    )
+    scrape_cli.main()
+    assert "bing: 1 queries run, 0 skipped, 0 failed; kept 2" in capsys.readouterr().out
     assert len(list((raw / "happy").iterdir())) == 2
     assert not (raw / "sad").exists()

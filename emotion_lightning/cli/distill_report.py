@@ -36,7 +36,10 @@ def load_distiller(checkpoint: str | Path) -> tuple[Conv1Distiller, dict]:
     The teacher comes from the checkpoint, so no ImageNet weights are fetched.
     """
     blob = torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=False)
-    hparams = dict(blob["hyper_parameters"])
+    hparams = dict(blob.get("hyper_parameters", {}))
+    if "target" not in hparams or "teacher.conv1.weight" not in blob.get("state_dict", {}):
+        raise ValueError(f"{checkpoint} is not a Conv1Distiller checkpoint "
+                         "(emotion-train experiment=distill_gray writes one)")
     model = Conv1Distiller(arch=hparams["arch"], teacher_weights=None, target=hparams["target"])
     model.load_state_dict(blob["state_dict"])
     return model, hparams

@@ -30,35 +30,42 @@ from emotion_lightning.models.reporting import per_class_scores, save_confusion
 SPLITS = ("test", "val")
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Run the checkpoint on ``cfg.split`` and write metrics.json and the confusion matrix."""
-    if cfg.split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
-    ckpt = Path(cfg.ckpt_path).expanduser()
+def evaluate_checkpoint(
+    ckpt_path: str | Path,
+    data_cfg: DictConfig,
+    trainer_cfg: DictConfig,
+    output_dir: str | Path,
+    split: str = "test",
+    loggers: list | None = None,
+    test_time_flip: bool | None = None,
+) -> dict:
+    """Evaluate a classifier checkpoint on a configured datamodule's ``split``.
+
+    The datamodule gets the checkpoint's class names and input size. Writes
+    ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    ckpt = Path(ckpt_path).expanduser()
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist (ckpt_path=...)")
-    output_dir = Path(cfg.paths.output_dir)
-    save_run_config(cfg, output_dir)
-    seed_everything(cfg.get("seed"))
-    setup_parallelism(cfg)
-
+    output_dir = Path(output_dir)
     model = EmotionClassifier.load_from_checkpoint(ckpt, map_location="cpu")
-    if cfg.get("test_time_flip") is not None:
-        model.hparams.test_time_flip = bool(cfg.test_time_flip)
+    if test_time_flip is not None:
+        model.hparams.test_time_flip = bool(test_time_flip)
     datamodule: L.LightningDataModule = instantiate(
-        cfg.data, classes=model.class_names, image_size=model.hparams.image_size, augment=False
+        data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
     )
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=instantiate_group(cfg.get("logger")) or False, callbacks=[]
-    )
-    run = trainer.test if cfg.split == "test" else trainer.validate
+    trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[],
+                                     default_root_dir=str(output_dir))
+    run = trainer.test if split == "test" else trainer.validate
     run(model, datamodule=datamodule)
 
     logged = scalar_metrics(trainer.callback_metrics)
     matrix = model.last_confusion["matrix"]
-    prefix = f"{cfg.split}/"
+    prefix = f"{split}/"
     result = {
-        "split": cfg.split,
+        "split": split,
         "ckpt_path": str(ckpt.resolve()),
         "acc": logged[prefix + "acc"],
         "balanced_acc": logged[prefix + "balanced_acc"],
@@ -71,8 +78,18 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json(result, output_dir / "metrics.json")
     if trainer.is_global_zero:
         save_confusion(matrix, model.class_names, output_dir / "confusion_matrix",
-                       title=f"{ckpt.name} on {cfg.split}")
+                       title=f"{ckpt.name} on {split}")
     return result
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """``emotion-eval``: evaluate ``cfg.ckpt_path`` on ``cfg.data``'s ``cfg.split``."""
+    output_dir = Path(cfg.paths.output_dir)
+    save_run_config(cfg, output_dir)
+    seed_everything(cfg.get("seed"))
+    setup_parallelism(cfg)
+    return evaluate_checkpoint(cfg.ckpt_path, cfg.data, cfg.trainer, output_dir, cfg.split,
+                               instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -28,14 +28,14 @@ def main(cfg: DictConfig) -> None:
     )
     url_lists = [
         Query(canonical_emotion(label), str(path), cfg.max_per_query or 0)
-        for label, path in cfg.url_lists.items()
+        for label, path in _given(cfg.url_lists).items()
         if canonical_emotion(label) in classes
     ]
     scraper = Scraper(
         cfg.out_dir,
         engines=list(cfg.engines),
-        base_urls=OmegaConf.to_container(cfg.base_urls, resolve=True),
-        filters=OmegaConf.to_container(cfg.filters, resolve=True),
+        base_urls=_given(cfg.base_urls),
+        filters=_given(cfg.filters),
         threads=cfg.threads,
         timeout_s=cfg.timeout_s,
         queue_timeout_s=cfg.queue_timeout_s,
@@ -50,6 +50,11 @@ def main(cfg: DictConfig) -> None:
     if ran and all(o.error for o in ran):
         log.error("every engine failed on every query: nothing was downloaded")
         sys.exit(1)
+
+
+def _given(mapping: DictConfig) -> dict:
+    """The entries of a config mapping that are set (not null)."""
+    return {k: v for k, v in OmegaConf.to_container(mapping, resolve=True).items() if v is not None}
 
 
 if __name__ == "__main__":

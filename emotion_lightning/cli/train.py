@@ -66,6 +66,11 @@ def optimized_value(metrics: dict, name: str | None) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("pipeline"):
+        from emotion_lightning.cli.pipeline import run_pipeline
+
+        run_pipeline(cfg)
+        return None
     metrics, _ = train(cfg)
     return optimized_value(metrics, cfg.get("optimized_metric"))
 

@@ -63,7 +63,7 @@ def decode_image(data: bytes, source: str = "<bytes>", max_side: int | None = No
     except Image.DecompressionBombError as error:
         raise UnreadableImage(source, f"too many pixels ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise UnreadableImage(source, f"corrupt image header ({error})") from None
+        raise UnreadableImage(source, f"truncated or corrupt ({error})") from None
     file_format = image.format
     if file_format not in IMAGE_EXTENSIONS:
         raise UnreadableImage(source, f"unsupported format {file_format}")

@@ -1,0 +1,301 @@
+"""Annotate images, folders, globs, videos and webcams into an output folder.
+
+Each input gets an annotated copy (``<output_dir>/<name>``; videos as MP4 at the source's
+frame rate and size) and one row per face per searched frame in
+``<output_dir>/detections.csv``; ``<output_dir>/summary.json`` lists what was done and
+skipped. Rows are flushed frame by frame and video writers are closed whatever happens,
+so a run that fails or is stopped (Ctrl-C) keeps everything written so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from emotion_lightning.detect.detector import EmotionDetector
+from emotion_lightning.detect.drawing import draw_faces
+from emotion_lightning.detect.results import FaceEmotion
+from emotion_lightning.detect.sources import (
+    Frame,
+    Media,
+    Skipped,
+    UnreadableVideo,
+    VideoReader,
+    collect_media,
+)
+from emotion_lightning.detect.table import DetectionTable
+from emotion_lightning.faces.images import UnreadableImage, load_image
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "detections.csv"
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass
+class SourceReport:
+    """What was done with one input."""
+
+    source: str
+    kind: str
+    frames: int = 0  # frames read
+    searched: int = 0  # frames searched for faces (every n-th frame of a video)
+    faces: int = 0  # rows written to the table
+    output: str | None = None  # the annotated file
+    note: str | None = None  # e.g. a video that ended early
+
+
+@dataclass
+class RunReport:
+    """Every input's report, the skipped inputs, and how the run ended."""
+
+    output_dir: str
+    table: str
+    sources: list[SourceReport] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str | None = None  # why the run ended early, if it did
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.sources)
+
+    @property
+    def faces(self) -> int:
+        return sum(s.faces for s in self.sources)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(frames=self.frames, faces=self.faces,
+                   frames_per_second=self.frames / self.seconds if self.seconds > 0 else None)
+        return out
+
+
+class MediaAnnotator:
+    """Runs an :class:`EmotionDetector` over inputs and writes annotated files and a table.
+
+    Args:
+        detector: finds and classifies the faces.
+        output_dir: where the annotated files, ``detections.csv`` and ``summary.json`` go.
+        every_n_frames: search faces in every n-th video frame; the frames between are
+            drawn with the last search's faces (the annotated video keeps every frame).
+        batch_size: images or searched video frames per detector batch (video frames in
+            between are held in memory until their batch is done).
+        max_frames: stop each video or webcam after this many frames (``None``: the end).
+        save_annotated: write annotated images and videos (``False``: the table only).
+        bars: draw the per-class probability chart beside each face.
+        overwrite: replace existing output files instead of refusing to start.
+        progress: show a progress bar with frames per second.
+    """
+
+    def __init__(
+        self,
+        detector: EmotionDetector,
+        output_dir: str | Path,
+        every_n_frames: int = 1,
+        batch_size: int = 8,
+        max_frames: int | None = None,
+        save_annotated: bool = True,
+        bars: bool = True,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> None:
+        if every_n_frames < 1:
+            raise ValueError(f"every_n_frames must be at least 1, got {every_n_frames}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1 or null, got {max_frames}")
+        self.detector = detector
+        self.output_dir = Path(output_dir)
+        self.every_n_frames = every_n_frames
+        self.batch_size = batch_size
+        self.max_frames = max_frames
+        self.save_annotated = save_annotated
+        self.bars = bars
+        self.overwrite = overwrite
+        self.progress = progress
+
+    def run(self, inputs: str | int | Sequence[str | int]) -> RunReport:
+        """Annotate every input; unreadable inputs are reported, skipped and listed."""
+        media, skipped = collect_media(inputs, exclude=self.output_dir)
+        for item in skipped:
+            log.warning("skipped %s: %s", item.source, item.reason)
+        if not media:
+            reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped)
+            raise FileNotFoundError(f"nothing to annotate ({reasons})")
+        self._check_outputs(media)
+        report = RunReport(str(self.output_dir), str(self.output_dir / TABLE_NAME), skipped=skipped)
+        bar = tqdm(total=_announced_frames(media, self.max_frames), unit="frame",
+                   disable=not self.progress, dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            with DetectionTable(report.table, self.detector.class_names) as table:
+                for group in _groups(media, self.batch_size):
+                    if group[0].kind == "image":
+                        self._annotate_images(group, table, report, bar)
+                    else:
+                        self._annotate_video(group[0], table, report, bar)
+        except KeyboardInterrupt:
+            report.stopped = "stopped by the user (Ctrl-C)"
+            log.warning("%s: everything written so far is kept", report.stopped)
+        except BaseException as error:
+            report.stopped = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - start
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / SUMMARY_NAME).write_text(json.dumps(report.to_dict(), indent=2))
+        return report
+
+    def _check_outputs(self, media: list[Media]) -> None:
+        """Refuse to write over an input, or over existing outputs unless ``overwrite``."""
+        planned = [self.output_dir / TABLE_NAME, self.output_dir / SUMMARY_NAME]
+        if self.save_annotated:
+            planned += [self.output_dir / m.output_name for m in media]
+        inputs = {Path(m.location).resolve() for m in media if m.kind != "webcam"}
+        for path in planned:
+            if path.resolve() in inputs:
+                raise ValueError(f"the annotated copy would overwrite the input {path}; "
+                                 "choose another output_dir")
+        existing = [str(p) for p in planned if p.exists()]
+        if existing and not self.overwrite:
+            raise FileExistsError(
+                f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; pass "
+                "overwrite=true to replace them, or choose another output_dir"
+            )
+
+    def _annotate_images(self, group: list[Media], table, report: RunReport, bar) -> None:
+        decoded: list[tuple[Media, np.ndarray]] = []
+        for item in group:
+            try:
+                decoded.append((item, load_image(item.location).rgb))
+            except UnreadableImage as error:
+                report.skipped.append(Skipped(item.source, error.reason))
+                log.warning("skipped %s", error)
+                bar.update(1)
+        found = self.detector.detect_batch([rgb for _, rgb in decoded]) if decoded else []
+        for (item, rgb), faces in zip(decoded, found, strict=True):
+            table.write_frame(item.source, 0, None, faces)
+            entry = SourceReport(item.source, "image", frames=1, searched=1, faces=len(faces))
+            if self.save_annotated:
+                entry.output = str(self._write_image(item, rgb, faces))
+            report.sources.append(entry)
+            bar.update(1)
+
+    def _write_image(self, item: Media, rgb: np.ndarray, faces: list[FaceEmotion]) -> Path:
+        path = self.output_dir / item.output_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        drawn = draw_faces(rgb, faces, self.detector.class_names, self.bars)
+        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write the annotated image {path}")
+        return path
+
+    def _annotate_video(self, item: Media, table, report: RunReport, bar) -> None:
+        try:
+            reader = VideoReader(item)
+        except UnreadableVideo as error:
+            report.skipped.append(Skipped(item.source, error.reason))
+            log.warning("skipped %s", error)
+            return
+        entry = SourceReport(item.source, item.kind)
+        report.sources.append(entry)
+        if not reader.fps_known:
+            entry.note = f"unknown frame rate: timestamps and the output assume {reader.fps} fps"
+        path = self.output_dir / item.output_name
+        writer = None
+        pending: list[Frame] = []
+        faces: list[FaceEmotion] = []
+        try:
+            for frame in reader.frames(self.max_frames):
+                if writer is None and self.save_annotated:
+                    writer = _open_video_writer(path, reader.fps, frame.rgb.shape)
+                    entry.output = str(path)
+                pending.append(frame)
+                entry.frames += 1
+                if sum(self._searched(f) for f in pending) == self.batch_size:
+                    faces = self._flush(item, pending, faces, writer, table, entry, bar)
+            faces = self._flush(item, pending, faces, writer, table, entry, bar)
+        finally:
+            reader.close()
+            if writer is not None:
+                writer.release()
+        expected = reader.frame_count
+        if expected and self.max_frames is None and entry.frames < expected:
+            entry.note = (f"ended after {entry.frames} of {expected} announced frames "
+                          "(truncated or corrupt file?); the frames read were annotated")
+            log.warning("%s: %s", item.source, entry.note)
+
+    def _searched(self, frame: Frame) -> bool:
+        return frame.index % self.every_n_frames == 0
+
+    def _flush(self, item, pending: list[Frame], faces, writer, table, entry, bar):
+        """Search the pending key frames in one batch, then write every pending frame."""
+        keys = [f for f in pending if self._searched(f)]
+        found = dict(zip((f.index for f in keys),
+                         self.detector.detect_batch([f.rgb for f in keys]) if keys else [],
+                         strict=True))
+        for frame in pending:
+            if frame.index in found:
+                faces = found[frame.index]
+                table.write_frame(item.source, frame.index, frame.timestamp, faces)
+                entry.searched += 1
+                entry.faces += len(faces)
+            if writer is not None:
+                drawn = draw_faces(frame.rgb, faces, self.detector.class_names, self.bars)
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            bar.update(1)
+        pending.clear()
+        return faces
+
+
+def _groups(media: list[Media], batch_size: int) -> Iterator[list[Media]]:
+    """Consecutive images in batches of ``batch_size``; every video or webcam on its own."""
+    images: list[Media] = []
+    for item in media:
+        if item.kind == "image":
+            images.append(item)
+            if len(images) == batch_size:
+                yield images
+                images = []
+            continue
+        if images:
+            yield images
+            images = []
+        yield [item]
+    if images:
+        yield images
+
+
+def _announced_frames(media: list[Media], max_frames: int | None) -> int | None:
+    """Frames the progress bar expects: images count one, videos their announced length."""
+    total = 0
+    for item in media:
+        if item.kind == "webcam" and max_frames is None:
+            return None
+        if item.kind == "video":
+            capture = cv2.VideoCapture(item.location)
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            capture.release()
+            total += min(count, max_frames) if max_frames else count
+        else:
+            total += 1 if item.kind == "image" else max_frames
+    return total
+
+
+def _open_video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write the video {path} with OpenCV's mp4v codec")
+    return writer

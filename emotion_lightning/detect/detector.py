@@ -1,0 +1,173 @@
+"""EmotionDetector: every face in an image, boxed by MTCNN and classified by a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from emotion_lightning.data.presets import normalize_batch
+from emotion_lightning.detect.drawing import draw_faces
+from emotion_lightning.detect.results import FaceEmotion
+from emotion_lightning.faces.crop import FER_SIZE, crop_face
+from emotion_lightning.faces.detector import Detections, FaceDetector
+from emotion_lightning.faces.images import load_image
+from emotion_lightning.models.classifier import EmotionClassifier
+
+#: An RGB (or gray) uint8 array, or the path of an image file.
+ImageLike = np.ndarray | str | Path
+
+
+class FaceFinder(Protocol):
+    """Anything that finds faces like :class:`~emotion_lightning.faces.FaceDetector`."""
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is the first GPU when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device} but no CUDA GPU is available; use device=cpu")
+    return device
+
+
+def as_rgb(image: ImageLike) -> np.ndarray:
+    """The uint8 RGB (or gray) array of ``image``, decoding it (EXIF-upright) if it is a path."""
+    if isinstance(image, (str, Path)):
+        return load_image(image).rgb
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image array or a file path, got {type(image).__name__}")
+    return image
+
+
+class EmotionDetector:
+    """Finds faces with ``face_finder`` and classifies all of a batch's faces in one forward.
+
+    Args:
+        classifier: a trained :class:`EmotionClassifier`; its class names, input size and
+            ``test_time_flip`` setting are used.
+        face_finder: a :class:`FaceDetector` (MTCNN) or anything with its ``detect``.
+        crop_size: side the face is cut out at before resizing to the model's input, as the
+            training crops were (FER2013 and ``emotion-faces`` crops: 48).
+        margin: fraction of the face box added around it (0 frames faces like FER2013).
+        detect_max_side: search faces in a copy downscaled to this longer side (faster on
+            large images; boxes are mapped back); ``None`` searches at full size.
+    """
+
+    def __init__(
+        self,
+        classifier: EmotionClassifier,
+        face_finder: FaceFinder,
+        crop_size: int = FER_SIZE,
+        margin: float = 0.0,
+        detect_max_side: int | None = None,
+    ) -> None:
+        if detect_max_side is not None and detect_max_side < 32:
+            raise ValueError(f"detect_max_side must be at least 32 pixels or None, got {detect_max_side}")
+        self.classifier = classifier.eval()
+        self.face_finder = face_finder
+        self.crop_size = crop_size
+        self.margin = margin
+        self.detect_max_side = detect_max_side
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        min_face_prob: float = 0.95,
+        min_face_size: int = 20,
+        face_batch_size: int = 16,
+        test_time_flip: bool | None = None,
+        crop_size: int = FER_SIZE,
+        margin: float = 0.0,
+        detect_max_side: int | None = None,
+    ) -> EmotionDetector:
+        """A detector from an ``EmotionClassifier`` checkpoint and an MTCNN face detector.
+
+        ``test_time_flip`` overrides the checkpoint's setting when not ``None``.
+        """
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist (ckpt_path=...)")
+        device = resolve_device(device)
+        classifier = EmotionClassifier.load_from_checkpoint(path, map_location=device)
+        if test_time_flip is not None:
+            classifier.hparams.test_time_flip = bool(test_time_flip)
+        finder = FaceDetector(min_face_prob, min_face_size, face_batch_size, device)
+        return cls(classifier, finder, crop_size, margin, detect_max_side)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    @property
+    def image_size(self) -> int:
+        return int(self.classifier.hparams.image_size)
+
+    def detect(self, image: ImageLike) -> list[FaceEmotion]:
+        """Every face in one image with its emotion, most confidently detected first."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[ImageLike]) -> list[list[FaceEmotion]]:
+        """:meth:`detect` for each image; the faces of all images are classified together."""
+        arrays = [as_rgb(image) for image in images]
+        return self.classify(arrays, self.find_faces(arrays))
+
+    def find_faces(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """The face detections of each image (in its own pixel coordinates)."""
+        if self.detect_max_side is None:
+            return self.face_finder.detect(images)
+        factors = [min(1.0, self.detect_max_side / max(image.shape[:2])) for image in images]
+        small = [_shrink(image, f) for image, f in zip(images, factors, strict=True)]
+        return [
+            found if f == 1.0 else Detections(found.boxes / f, found.probs, found.landmarks / f)
+            for found, f in zip(self.face_finder.detect(small), factors, strict=True)
+        ]
+
+    @torch.inference_mode()
+    def classify(
+        self, images: Sequence[np.ndarray], detections: Sequence[Detections]
+    ) -> list[list[FaceEmotion]]:
+        """Classify the detected faces of every image in one forward pass."""
+        crops = [
+            crop_face(image, box, self.crop_size, self.margin)
+            for image, found in zip(images, detections, strict=True)
+            for box in found.boxes
+        ]
+        probs = np.zeros((0, len(self.class_names)), np.float32)
+        if crops:
+            batch = normalize_batch(crops, self.image_size).to(self.classifier.device)
+            probs = self.classifier.predict_proba(batch).float().cpu().numpy()
+        results, start = [], 0
+        for found in detections:
+            scores = probs[start : start + len(found)]
+            results.append([
+                FaceEmotion.from_scores(box, det_prob, self.class_names, p)
+                for box, det_prob, p in zip(found.boxes, found.probs, scores, strict=True)
+            ])
+            start += len(found)
+        return results
+
+    def annotate(
+        self, image: ImageLike, faces: Sequence[FaceEmotion] | None = None, bars: bool = True
+    ) -> np.ndarray:
+        """A copy of ``image`` (RGB) with its faces drawn; ``faces`` defaults to :meth:`detect`."""
+        rgb = as_rgb(image)
+        if faces is None:
+            faces = self.detect(rgb)
+        return draw_faces(rgb, faces, self.class_names, bars)
+
+
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

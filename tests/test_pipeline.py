@@ -1,0 +1,103 @@
+"""The multi-stage recipe: chaining checkpoints, skipping finished stages, resuming, summary."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from hydra import initialize_config_dir
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.cli.pipeline import run_pipeline
+from tests.conftest import compose_cfg
+
+
+@pytest.fixture
+def data_dir(tmp_path, fer_folder):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    root.mkdir()
+    fer_folder.rename(root / "fer2013")
+    for i in range(8):
+        (root / "imagenet_gray" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "imagenet_gray" / f"c{i % 2}" / f"{i}.jpg"),
+                    rng.integers(0, 256, (72, 72, 3), np.uint8))
+    for name in ("angry", "disgust", "happy", "sad", "surprise"):
+        (root / "wild" / name).mkdir(parents=True)
+        for i in range(8):
+            cv2.imwrite(str(root / "wild" / name / f"{i}.png"),
+                        rng.integers(0, 256, (56, 56), np.uint8))
+    return root
+
+
+TINY = ["model.arch=resnet18", "data.image_size=48", "data.batch_size=8", "data.num_workers=0",
+        "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1", "extras.print_config=false"]
+
+
+def _pipeline_cfg(experiment, tmp_path, data_dir, extra=(), epochs=1):
+    listed = ",".join(f"'{o}'" for o in [*TINY, f"trainer.max_epochs={epochs}"])
+    overrides = [f"experiment={experiment}", f"paths.data_dir={data_dir}",
+                 f"pipeline.common=[{listed}]", *extra]
+    if experiment == "recipe":  # a random teacher: tests never download ImageNet weights
+        overrides.append("pipeline.stages.distill.overrides=['experiment=distill_gray',"
+                         f"'data.root={data_dir}/imagenet_gray','model.teacher_weights=null']")
+    return compose_cfg("train", overrides, tmp_path / "recipe")
+
+
+def test_recipe_chains_stages_skips_and_summarises(tmp_path, data_dir):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = _pipeline_cfg("recipe", tmp_path, data_dir)
+        summary = run_pipeline(cfg)
+        out = tmp_path / "recipe"
+        assert list(summary["stages"]) == ["distill", "fer_stage1", "wild_stage2"]
+        stage1 = json.loads((out / "fer_stage1" / "metrics.json").read_text())
+        config1 = (out / "fer_stage1" / "config.yaml").read_text()
+        assert summary["stages"]["distill"]["best_ckpt"] in config1  # weights from distill
+        config2 = (out / "wild_stage2" / "config.yaml").read_text()
+        assert stage1["best_ckpt"] in config2
+        assert "task_name: wild_stage2" in config2
+        cmp = summary["comparison"]
+        assert cmp["before"] == "fer_stage1" and set(cmp["before_metrics"]) >= {"acc", "balanced_acc"}
+        assert "| wild_stage2 |" in (out / "summary.md").read_text()
+
+        # a re-run with the same config skips every stage
+        mtime = (out / "wild_stage2" / "metrics.json").stat().st_mtime_ns
+        run_pipeline(cfg)
+        assert (out / "wild_stage2" / "metrics.json").stat().st_mtime_ns == mtime
+
+        # a changed stage config re-runs that stage and keeps the earlier run aside
+        changed = _pipeline_cfg("recipe", tmp_path, data_dir,
+                                ["pipeline.stages.wild_stage2.overrides=['experiment=wild_stage2',"
+                                 "'callbacks.freeze.trainable_last=1']"])
+        run_pipeline(changed)
+        assert len(list(out.glob("wild_stage2.previous-*"))) == 1
+        assert (out / "fer_stage1" / "metrics.json").stat().st_mtime_ns  # untouched stage kept
+
+
+def test_interrupted_stage_resumes_from_last_checkpoint(tmp_path, data_dir, monkeypatch):
+    from emotion_lightning.cli import pipeline
+    from emotion_lightning.models import EmotionClassifier
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+                            ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']"],
+                            epochs=2)
+        calls = []
+        real_train = pipeline.train
+        monkeypatch.setattr(pipeline, "train", lambda c: calls.append(c.get("ckpt_path"))
+                            or real_train(c))
+
+        def crash_in_second_epoch(module):
+            if module.current_epoch == 1 and len(calls) == 1:
+                raise RuntimeError("power cut")
+
+        monkeypatch.setattr(EmotionClassifier, "on_train_epoch_start", crash_in_second_epoch)
+        with pytest.raises(RuntimeError, match="power cut"):
+            run_pipeline(cfg)
+        summary = run_pipeline(cfg)
+        assert calls[0] is None and calls[1].endswith("fer_stage1/checkpoints/last.ckpt")
+        assert summary["stages"]["fer_stage1"]["best_ckpt"]
+        assert "distill" not in json.loads((tmp_path / "recipe" / "summary.json").read_text())["stages"]
