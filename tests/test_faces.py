@@ -107,7 +107,9 @@ def test_box_iou_and_greedy_matching():
 
 def test_square_box_is_centred_on_the_longer_side():
     np.testing.assert_allclose(square_box(np.array([10, 20, 30, 60])), [0, 20, 40, 60])
-    np.testing.assert_allclose(square_box(np.array([10, 20, 30, 60]), margin=0.5), [-10, 10, 50, 70])
+    np.testing.assert_allclose(
+        square_box(np.array([10, 20, 30, 60]), margin=0.5), [-10, 10, 50, 70]
+    )
 
 
 def test_crop_pads_at_borders_instead_of_shifting():
@@ -138,7 +140,9 @@ def detections(*faces: tuple[float, float]) -> Detections:
     """Detections of square faces given as (side, probability), side by side."""
     boxes = np.array([[i * 200, 0, i * 200 + side, side] for i, (side, _) in enumerate(faces)])
     probs = np.array([p for _, p in faces], np.float32)
-    return Detections(boxes.astype(np.float32).reshape(-1, 4), probs, np.zeros((len(faces), 5, 2), np.float32))
+    return Detections(
+        boxes.astype(np.float32).reshape(-1, 4), probs, np.zeros((len(faces), 5, 2), np.float32)
+    )
 
 
 @pytest.mark.parametrize(
@@ -186,7 +190,9 @@ def test_exif_rotation_is_applied():
 def test_odd_modes_become_rgb():
     gray16 = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
     decoded16 = decode_image(encoded(gray16, "PNG"))
-    assert decoded16.rgb.dtype == np.uint8 and decoded16.rgb.max() == 255 and decoded16.rgb.min() == 0
+    assert (
+        decoded16.rgb.dtype == np.uint8 and decoded16.rgb.max() == 255 and decoded16.rgb.min() == 0
+    )
 
     cmyk = decode_image(encoded(Image.new("RGB", (40, 30), (255, 0, 0)).convert("CMYK"), "JPEG"))
     assert cmyk.rgb.shape == (30, 40, 3) and cmyk.rgb[15, 20, 0] > 200 and cmyk.rgb[15, 20, 1] < 60

@@ -59,7 +59,16 @@ def make_files() -> dict[str, bytes]:
 
 
 RESULTS = {
-    "happy": ["happy0", "happy1", "happy2", "happy_near", "happy_exact", "truncated", "tiny", "missing"],
+    "happy": [
+        "happy0",
+        "happy1",
+        "happy2",
+        "happy_near",
+        "happy_exact",
+        "truncated",
+        "tiny",
+        "missing",
+    ],
     "sad": ["sad0", "sad1", "sad_shared", "text", "empty"],
 }
 
@@ -83,10 +92,14 @@ class SearchAndImageHost(BaseHTTPRequestHandler):
             return self._send(503, b"try later", "text/plain")
         keyword = (params.get("q") or params.get("word") or [""])[0]
         label = keyword.split()[0] if keyword else ""
-        links = [f"http://127.0.0.1:{self.server.server_port}/img/{n}.jpg" for n in RESULTS.get(label, [])]
+        links = [
+            f"http://127.0.0.1:{self.server.server_port}/img/{n}.jpg"
+            for n in RESULTS.get(label, [])
+        ]
         if url.path == "/bing":
             divs = "".join(
-                f"<div class=\"imgpt\"><a m='{json.dumps({'murl': link}, separators=(',', ':'))}'>x</a></div>" for link in links
+                f"<div class=\"imgpt\"><a m='{json.dumps({'murl': link}, separators=(',', ':'))}'>x</a></div>"
+                for link in links
             )
             return self._send(200, f"<html><body>{divs}</body></html>".encode(), "text/html")
         if url.path == "/google":
@@ -123,7 +136,14 @@ def host():
 @pytest.fixture(autouse=True)
 def local_and_quick(monkeypatch):
     """Requests go straight to 127.0.0.1; icrawler polls its threads every 20 ms, not 1 s."""
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setattr(icrawler.crawler, "time", SimpleNamespace(sleep=lambda _: time.sleep(0.02)))
@@ -237,7 +257,9 @@ def test_engine_left_out_after_repeated_failures(tmp_path, host):
 def test_google_and_baidu_parsers_and_url_lists(tmp_path, host):
     raw = tmp_path / "raw"
     url_list = tmp_path / "sad_urls.csv"
-    url_list.write_text(f"url,note\n{host}/img/sad0.jpg,a\n{host}/img/text.jpg,b\nftp://x/y.jpg,c\n")
+    url_list.write_text(
+        f"url,note\n{host}/img/sad0.jpg,a\n{host}/img/text.jpg,b\nftp://x/y.jpg,c\n"
+    )
     outcomes = scraper(raw, host, engines=("google", "baidu", "urls")).run(
         [Query("happy", "happy human face", 10)], url_lists=[Query("sad", str(url_list), 0)]
     )

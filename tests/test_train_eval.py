@@ -101,7 +101,13 @@ def test_train_then_eval_reproduces_test_metrics(tmp_path):
         optimized_value(written, "val/nothing")
     assert (run / "test_confusion_matrix.png").is_file()
     assert list((run / "tensorboard").rglob("events.out.tfevents*"))
-    assert list((run / "wandb").glob("offline-run-*"))
+    import hashlib
+
+    (wandb_run,) = (run / "wandb").glob("offline-run-*")
+    run_id = "quickstart-" + hashlib.sha1(str(run.resolve()).encode()).hexdigest()[:12]
+    assert wandb_run.name.endswith(run_id)  # stable: a resumed run continues the same W&B run
+    assert list(wandb_run.glob("files/media/table/test/samples_*.table.json"))
+    assert list(wandb_run.glob("files/media/images/test/confusion_matrix_*.png"))
 
     out = tmp_path / "eval"
     ecfg = compose_cfg("eval", [f"ckpt_path={written['best_ckpt']}", "data=synthetic",

@@ -101,8 +101,11 @@ class FreezeAllButLastN(BaseFinetuning):
                           optimizer: Optimizer) -> None:
         if epoch not in self.unfreeze_milestones or not self._frozen:
             return
-        newly = self._frozen[-self.unfreeze_step:]
-        self._frozen = self._frozen[: -self.unfreeze_step]
+        newly: list[nn.Module] = []
+        with_params = 0  # parameterless units (pooling, ReLU) do not count as a step
+        while self._frozen and with_params < self.unfreeze_step:
+            newly.insert(0, self._frozen.pop())
+            with_params += any(True for _ in newly[0].parameters())
         lr = optimizer.param_groups[0]["lr"] * self.unfreeze_lr_factor
         self.unfreeze_and_add_param_group(newly, optimizer, lr=lr, train_bn=True)
         log.info("epoch %d: unfroze %d more %s at lr %.2e", epoch, len(newly), self.unit, lr)

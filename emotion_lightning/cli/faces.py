@@ -1,7 +1,7 @@
 """``emotion-faces``: build a face-crop dataset from raw photos, and review it.
 
-    emotion-faces build raw_dir=data/raw out_dir=data/faces [policy=largest ...]
-    emotion-faces review out_dir=data/faces [exclude_from=[exclude_happy.txt]]
+    emotion-faces build raw_dir=data/raw out_dir=data/processed [policy=largest ...]
+    emotion-faces review out_dir=data/processed [exclude_from=[exclude_happy.txt]]
 
 The first word is the action; everything after it is a Hydra override.
 """

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
@@ -32,6 +33,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     seed_everything(cfg.get("seed"))
     setup_parallelism(cfg)
 
+    stable_wandb_id(cfg, output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -53,6 +55,15 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     metrics["best_ckpt"] = str(Path(best).resolve()) if best else None
     write_json(metrics, output_dir / "metrics.json")
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def stable_wandb_id(cfg: DictConfig, output_dir: Path) -> None:
+    """Give a W&B run without an id one derived from its run dir, so a resumed run continues it."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is not None and wandb_cfg.get("id") is None:
+        digest = hashlib.sha1(str(output_dir.resolve()).encode()).hexdigest()[:12]
+        with open_dict(cfg):
+            wandb_cfg.id = f"{cfg.task_name}-{digest}"
 
 
 def optimized_value(metrics: dict, name: str | None) -> float | None:

@@ -53,10 +53,11 @@ def draw_faces(
     tags = [_tag(text, box[:2], out.shape[:2], style) for text, box in zip(texts, boxes, strict=True)]
     if bars and faces:
         chart = _Chart(class_names, style)
-        occupied = boxes + tags
+        # covering a face costs most, then a label, then another chart
+        occupied = [(box, 4) for box in boxes] + [(tag, 2) for tag in tags]
         for face, box in zip(faces, boxes, strict=True):
             panel = chart.place(box, occupied, out.shape[:2])
-            occupied.append(panel)
+            occupied.append((panel, 1))
             chart.draw(out, face, panel)
     for box, colour in zip(boxes, colours, strict=True):
         cv2.rectangle(out, box[:2], box[2:], colour, style.thickness, cv2.LINE_AA)
@@ -110,17 +111,19 @@ class _Chart:
         self.width = self.name_w + self.bar_w + pct_w + 4 * pad
         self.height = self.row_h * len(self.class_names) + pad
 
-    def place(self, box: Rect, occupied: list[Rect], shape: tuple[int, int]) -> Rect:
-        """The spot right of, left of or below ``box`` that covers the least of ``occupied``."""
+    def place(self, box: Rect, occupied: list[tuple[Rect, int]], shape: tuple[int, int]) -> Rect:
+        """The spot beside ``box`` covering the least weighted area of ``occupied``."""
         x1, y1, x2, y2 = box
         pad, w, h = self.style.pad, self.width, self.height
         height, width = shape
         candidates = []
-        for x, y in ((x2 + pad, y1), (x1 - pad - w, y1), (x1, y2 + pad), (x2 + pad, y2 - h)):
+        spots = ((x2 + pad, y1), (x1 - pad - w, y1), (x1, y2 + pad), (x2 + pad, y2 - h),
+                 (x1 - pad - w, y2 - h), (x2 - w, y2 + pad))
+        for x, y in spots:
             x = min(max(x, 0), max(0, width - w))
             y = min(max(y, 0), max(0, height - h))
             candidates.append((x, y, x + w, y + h))
-        return min(candidates, key=lambda rect: sum(_overlap(rect, o) for o in occupied))
+        return min(candidates, key=lambda rect: sum(wt * _overlap(rect, o) for o, wt in occupied))
 
     def draw(self, out: np.ndarray, face: FaceEmotion, panel: Rect) -> None:
         scale, thick, pad = self.style.small_scale, self.style.small_thickness, self.style.pad

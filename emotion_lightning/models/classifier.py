@@ -51,6 +51,7 @@ class EmotionClassifier(L.LightningModule):
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
         scheduler: ``optimizer -> LRScheduler``; if it takes ``total_steps`` it is given the
             run's optimizer steps and stepped every step, otherwise every epoch.
+        logged_samples: test images logged with their predictions to loggers with tables (W&B).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
     """
 
@@ -65,6 +66,7 @@ class EmotionClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         test_time_flip: bool = False,
+        logged_samples: int = 16,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         initialised_from: dict | None = None,
@@ -156,6 +158,12 @@ class EmotionClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step("test", batch)
+        if batch_idx == 0 and self.hparams.logged_samples:
+            x, y = batch
+            k = self.hparams.logged_samples
+            with torch.no_grad():
+                conf, pred = self.predict_proba(x[:k]).max(dim=1)
+            self._samples = (x[:k].detach().cpu(), y[:k].cpu(), pred.cpu(), conf.cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -169,6 +177,25 @@ class EmotionClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_confusion("test")
+        self._log_samples()
+
+    def _log_samples(self) -> None:
+        """A table of test images with true and predicted class and confidence (W&B)."""
+        samples = getattr(self, "_samples", None)
+        tables = [lg for lg in self.loggers if hasattr(lg, "log_table")]
+        if samples is None or not tables or not self.trainer.is_global_zero:
+            return
+        import wandb
+
+        from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
+
+        x, y, pred, conf = samples
+        images = ((x[:, 0] * GRAY_STD + GRAY_MEAN).clamp(0, 1) * 255).to(torch.uint8).numpy()
+        rows = [[wandb.Image(img), self.class_names[t], self.class_names[p], float(c)]
+                for img, t, p, c in zip(images, y.tolist(), pred.tolist(), conf.tolist())]
+        for logger in tables:
+            logger.log_table(key="test/samples", columns=["image", "true", "predicted", "confidence"],
+                             data=rows)
 
     def _log_confusion(self, stage: str) -> None:
         matrix = self.confusion[f"{stage}_"].compute().cpu().numpy()  # synced across processes

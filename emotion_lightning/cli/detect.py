@@ -1,0 +1,59 @@
+"""emotion-detect: annotate every face's emotion in images, folders, globs, videos or a webcam.
+
+    emotion-detect ckpt_path=CKPT input=PATH output_dir=OUT
+
+writes the annotated copies to ``OUT/``, one row per face per frame to
+``OUT/detections.csv`` and what was done and skipped to ``OUT/summary.json``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.cli.common import log
+from emotion_lightning.detect import EmotionDetector, MediaAnnotator, RunReport
+
+
+def detect(cfg: DictConfig) -> RunReport:
+    """Build the detector from ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
+    detector = EmotionDetector.from_checkpoint(
+        cfg.ckpt_path,
+        device=cfg.device,
+        min_face_prob=cfg.detector.min_prob,
+        min_face_size=cfg.detector.min_face_size,
+        face_batch_size=cfg.detector.batch_size,
+        test_time_flip=cfg.test_time_flip,
+        crop_size=cfg.crop.size,
+        margin=cfg.crop.margin,
+        detect_max_side=cfg.detector.max_side,
+    )
+    annotator = MediaAnnotator(
+        detector,
+        cfg.output_dir,
+        every_n_frames=cfg.every_n_frames,
+        batch_size=cfg.batch_size,
+        max_frames=cfg.max_frames,
+        save_annotated=cfg.save_annotated,
+        bars=cfg.bars,
+        overwrite=cfg.overwrite,
+        progress=cfg.progress,
+    )
+    inputs = OmegaConf.to_container(cfg.input) if isinstance(cfg.input, ListConfig) else cfg.input
+    report = annotator.run(inputs)
+    log.info("%d faces in %d frames of %d inputs (%d skipped) in %.1f s -> %s",
+             report.faces, report.frames, len(report.sources), len(report.skipped),
+             report.seconds, report.table)
+    for item in report.skipped:
+        log.warning("skipped %s: %s", item.source, item.reason)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="detect")
+def main(cfg: DictConfig) -> None:
+    detect(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Export a trained classifier to TorchScript and ONNX, with a sidecar JSON describing its input.
+
+Both files take ``[N, 1, S, S]`` float32 gray faces normalised as in training
+(``(pixel / 255 - mean) / std``) and return ``[N, C]`` class probabilities (softmax; averaged
+with the mirrored face when the checkpoint uses test-time flip). The batch axis is dynamic.
+``<name>.json`` (and the ONNX file's ``metadata_props``) holds the class names, input size
+and normalisation, so the files can be used without this package.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
+from emotion_lightning.models.classifier import EmotionClassifier
+
+FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
+
+
+class ProbabilityModel(nn.Module):
+    """``[N, 1, S, S]`` normalised gray faces -> ``[N, C]`` probabilities."""
+
+    def __init__(self, net: nn.Module, test_time_flip: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.test_time_flip = test_time_flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(self.net(x), dim=1)
+        if self.test_time_flip:
+            probs = 0.5 * (probs + F.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
+        return probs
+
+
+def probability_model(classifier: EmotionClassifier) -> ProbabilityModel:
+    """The classifier's network with softmax (and flip averaging) on CPU, in eval mode."""
+    net = classifier.net.to("cpu", memory_format=torch.contiguous_format)
+    return ProbabilityModel(net, bool(classifier.hparams.test_time_flip)).eval()
+
+
+def export_metadata(classifier: EmotionClassifier, source: str | None = None) -> dict:
+    """What a user of the exported files needs: classes, input size and normalisation."""
+    size = int(classifier.hparams.image_size)
+    return {
+        "class_names": classifier.class_names,
+        "image_size": size,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 1, size, size],
+            "dtype": "float32",
+            "colour": "gray: ITU-R BT.601 luma of RGB",
+            "luma_weights": list(LUMA_WEIGHTS),
+            "normalization": "(pixel / 255 - mean) / std",
+            "mean": GRAY_MEAN,
+            "std": GRAY_STD,
+            "face_crop": "square around the face box, resized to image_size",
+        },
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classifier.class_names)],
+                   "meaning": "class probabilities (softmax), in class_names order"},
+        "test_time_flip": bool(classifier.hparams.test_time_flip),
+        "arch": classifier.hparams.arch,
+        "source_checkpoint": source,
+    }
+
+
+def export_torchscript(classifier: EmotionClassifier, path: str | Path, metadata: dict) -> Path:
+    """Trace the probability model to ``path``; ``metadata`` is stored as extra file ``metadata.json``.
+
+    ``torch.jit`` is deprecated upstream in favour of ``torch.export``; the traced file still
+    loads with ``torch.jit.load`` and in C++ LibTorch, which is what TorchScript is for.
+    """
+    path = Path(path)
+    model = probability_model(classifier)
+    example = _example_input(metadata["image_size"], batch=2)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        traced = torch.jit.trace(model, example)
+        torch.jit.save(traced, str(path), _extra_files={"metadata.json": json.dumps(metadata)})
+    return path
+
+
+def export_onnx(
+    classifier: EmotionClassifier, path: str | Path, metadata: dict, opset: int = 17
+) -> Path:
+    """Export the probability model to ONNX (dynamic batch) with ``metadata`` in metadata_props."""
+    import onnx  # the optional [export] dependencies
+
+    path = Path(path)
+    model = probability_model(classifier)
+    example = _example_input(metadata["image_size"], batch=2)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset, dynamo=False,  # the dynamo exporter needs onnxscript
+        )
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_classifier(
+    ckpt_path: str | Path,
+    output_dir: str | Path,
+    formats: Sequence[str] = tuple(FORMATS),
+    name: str | None = None,
+    opset: int = 17,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Export a checkpoint to ``output_dir/<name>{.pt,.onnx}`` plus ``<name>.json``.
+
+    ``name`` defaults to the checkpoint's stem. Returns the written paths by format
+    (and ``"metadata"``). Refuses to replace existing files unless ``overwrite``.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"formats must be a non-empty subset of {sorted(FORMATS)}, got {list(formats)}")
+    ckpt_path = Path(ckpt_path).expanduser()
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist (ckpt_path=...)")
+    output_dir = Path(output_dir)
+    name = name or ckpt_path.stem
+    planned = {fmt: output_dir / f"{name}{FORMATS[fmt]}" for fmt in formats}
+    planned["metadata"] = output_dir / f"{name}.json"
+    existing = [str(p) for p in planned.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing} already exist; pass overwrite=true or another name")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    classifier = EmotionClassifier.load_from_checkpoint(ckpt_path, map_location="cpu")
+    metadata = export_metadata(classifier, str(ckpt_path.resolve()))
+    if "torchscript" in planned:
+        export_torchscript(classifier, planned["torchscript"], metadata)
+    if "onnx" in planned:
+        export_onnx(classifier, planned["onnx"], metadata, opset)
+    planned["metadata"].write_text(json.dumps(metadata, indent=2))
+    return planned
+
+
+def max_abs_difference(classifier: EmotionClassifier, exported: dict[str, Path], batch: int = 3) -> dict[str, float]:
+    """Largest probability difference between each exported file and ``predict_proba``."""
+    size = int(classifier.hparams.image_size)
+    x = torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = classifier.to("cpu").eval().predict_proba(x).numpy()
+    out = {}
+    if "torchscript" in exported:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+            scripted = torch.jit.load(str(exported["torchscript"]))
+        with torch.no_grad():
+            out["torchscript"] = float(np.abs(scripted(x).numpy() - expected).max())
+    if "onnx" in exported:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+        out["onnx"] = float(np.abs(got - expected).max())
+    return out
+
+
+def _example_input(size: int, batch: int) -> torch.Tensor:
+    return torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(0))
