@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def configure_environment() -> None:
     """Keep third-party libraries off the network unless the user asked otherwise."""
@@ -36,6 +34,8 @@ def auto_num_workers(processes_per_node: int = 1) -> int:
 
 def configure_threads(num_workers: int, processes_per_node: int = 1) -> int:
     """Give torch the cores that the DataLoader workers of this process leave free."""
+    import torch  # only here: importing the package must stay light
+
     per_process = available_cores() // max(1, processes_per_node)
     threads = max(1, per_process - num_workers)
     torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ A stub face finder stands in for MTCNN (which finds no faces in noise) where box
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -34,8 +35,14 @@ from tests.conftest import compose_cfg
 CLASSES = ["angry", "disgust", "happy", "sad", "surprise"]
 
 
-def train_tiny_checkpoint(path: Path) -> Path:
-    """A ResNet-18 classifier after two training steps on synthetic faces."""
+@functools.cache
+def tiny_checkpoint(base: Path) -> Path:
+    """A ResNet-18 classifier after two training steps on synthetic faces (deterministic).
+
+    Cached by the session's base temp folder, so every test module trains it once.
+    """
+    path = base / "tiny_checkpoint" / "tiny.ckpt"
+    torch.manual_seed(0)
     model = EmotionClassifier(CLASSES, arch="resnet18")
     data = SyntheticDataModule(num_train=32, num_val=16, num_test=16, batch_size=16, num_workers=0)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
@@ -49,7 +56,7 @@ def train_tiny_checkpoint(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    return tiny_checkpoint(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,22 @@
 """emotion-detect on real group photos with hand-labelled face boxes (../shared/data/group).
 
-Every labelled face must get a row whose box matches it (IoU >= 0.5), in the photos and in
-a short video built from them that goes through the ``emotion-detect`` command.
+One run over the photos and a short video built from them: every labelled face must get
+exactly one row whose box matches it (IoU >= 0.5) in every photo and every searched frame.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from emotion_lightning.detect import EmotionDetector, MediaAnnotator
+from emotion_lightning.cli.detect import detect
 from emotion_lightning.faces import match_boxes
-from tests.conftest import REPO, SHARED_DATA, requires_shared
+from tests.conftest import SHARED_DATA, compose_cfg, requires_shared
 from tests.test_detect import checkpoint  # noqa: F401  (the session fixture)
 
 GROUP = SHARED_DATA / "group"
@@ -37,36 +35,6 @@ def labelled_boxes() -> dict[str, np.ndarray]:
     }
 
 
-def rows_by(path: Path, key: str) -> dict[str, np.ndarray]:
-    boxes: dict[str, list] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            boxes.setdefault(row[key], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
-    return {k: np.array(v, np.float32) for k, v in boxes.items()}
-
-
-def assert_every_face_matched(found: np.ndarray, truth: np.ndarray, where: str) -> None:
-    matched, extra, missed = match_boxes(found, truth, min_iou=0.5)
-    assert missed == 0 and extra == 0, f"{where}: {matched} matched, {extra} extra, {missed} missed"
-
-
-@pytest.fixture(scope="module")
-def detector(checkpoint) -> EmotionDetector:  # noqa: F811
-    return EmotionDetector.from_checkpoint(checkpoint)
-
-
-def test_every_labelled_face_is_annotated(detector, tmp_path):
-    truth = labelled_boxes()
-    out = tmp_path / "out"
-    report = MediaAnnotator(detector, out, progress=False).run(str(GROUP / "voc_*.jpg"))
-    assert not report.skipped and len(report.sources) == len(truth)
-    found = rows_by(out / "detections.csv", "source")
-    for name, boxes in truth.items():
-        assert_every_face_matched(found.get(str(GROUP / name), np.zeros((0, 4))), boxes, name)
-        original = cv2.imread(str(GROUP / name))
-        assert cv2.imread(str(out / name)).shape == original.shape
-
-
 def letterbox(image: np.ndarray) -> tuple[np.ndarray, float]:
     """``image`` scaled to fit VIDEO_SIZE, on black at the top left; returns it and the scale."""
     width, height = VIDEO_SIZE
@@ -78,10 +46,9 @@ def letterbox(image: np.ndarray) -> tuple[np.ndarray, float]:
     return canvas, scale
 
 
-def test_video_round_trip_through_emotion_detect(checkpoint, tmp_path):  # noqa: F811
-    truth = labelled_boxes()
-    video = tmp_path / "group.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, VIDEO_SIZE)
+def write_group_video(path: Path, truth: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Each photo for FRAMES_PER_PHOTO frames at 5 fps; returns the boxes of every frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, VIDEO_SIZE)
     expected = {}
     for name, boxes in truth.items():
         frame, scale = letterbox(cv2.imread(str(GROUP / name)))
@@ -89,19 +56,46 @@ def test_video_round_trip_through_emotion_detect(checkpoint, tmp_path):  # noqa:
             expected[len(expected)] = boxes * scale
             writer.write(frame)
     writer.release()
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "emotion_lightning.cli.detect", f"ckpt_path={checkpoint}",
-               f"input={video}", f"output_dir={out}", f"every_n_frames={FRAMES_PER_PHOTO}",
-               "progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    return expected
 
-    found = rows_by(out / "detections.csv", "frame")
+
+def read_boxes(path: Path) -> dict[tuple[str, int], np.ndarray]:
+    """``{(source, frame): Nx4 boxes}`` from detections.csv."""
+    boxes: dict[tuple[str, int], list] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["source"], int(row["frame"]))
+            boxes.setdefault(key, []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+    return {k: np.array(v, np.float32) for k, v in boxes.items()}
+
+
+def assert_every_face_matched(found: np.ndarray | None, truth: np.ndarray, where: str) -> None:
+    found = np.zeros((0, 4), np.float32) if found is None else found
+    matched, extra, missed = match_boxes(found, truth, min_iou=0.5)
+    assert missed == 0 and extra == 0, f"{where}: {matched} matched, {extra} extra, {missed} missed"
+
+
+def test_photos_and_a_video_round_trip_through_emotion_detect(checkpoint, tmp_path):  # noqa: F811
+    truth = labelled_boxes()
+    video = tmp_path / "group.mp4"
+    expected = write_group_video(video, truth)
+    out = tmp_path / "out"
+    cfg = compose_cfg("detect", [
+        f"ckpt_path={checkpoint}", f"input=[{GROUP / 'voc_*.jpg'},{video}]", f"output_dir={out}",
+        f"every_n_frames={FRAMES_PER_PHOTO}", "progress=false",
+    ], tmp_path)
+    report = detect(cfg)
+    assert not report.skipped and len(report.sources) == len(truth) + 1
+
+    found = read_boxes(out / "detections.csv")
+    for name, boxes in truth.items():
+        assert_every_face_matched(found.get((str(GROUP / name), 0)), boxes, name)
+        assert cv2.imread(str(out / name)).shape == cv2.imread(str(GROUP / name)).shape
+
     searched = list(range(0, len(expected), FRAMES_PER_PHOTO))
-    assert sorted(map(int, found)) == searched
-    assert sum(len(v) for v in found.values()) == sum(len(b) for b in truth.values())
+    assert sorted(f for s, f in found if s == str(video)) == searched
     for frame in searched:
-        assert_every_face_matched(found[str(frame)], expected[frame], f"frame {frame}")
+        assert_every_face_matched(found.get((str(video), frame)), expected[frame], f"frame {frame}")
     capture = cv2.VideoCapture(str(out / "group.mp4"))
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     assert (size, capture.get(cv2.CAP_PROP_FPS)) == (VIDEO_SIZE, 5.0)

@@ -216,22 +216,36 @@ def test_bad_inputs_never_stop_the_run(tmp_path):
     assert [float(rotated[k]) for k in ("left", "top")] == [100.0, 200.0]
 
 
+def test_a_photo_that_breaks_the_detector_is_reported_alone(tmp_path):
+    raw = tmp_path / "raw"
+    save(raw / "sad" / "fine.png", photo(30))
+    save(raw / "sad" / "odd.png", photo(31, faces=((5, 40, 60),), size=(240, 77)))
+
+    class Fragile(SquareFinder):
+        def detect_all(self, images):
+            if any(image.shape[1] == 77 for image in images):
+                raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+            return super().detect_all(images)
+
+    rows = rows_by_source(builder(Fragile()).build(raw, tmp_path / "out", progress=False))
+    assert rows["sad/fine.png"]["status"] == "kept"
+    assert rows["sad/odd.png"]["reason"] == "detector_error"
+    assert "non-empty list" in rows["sad/odd.png"]["detail"]
+
+
 def test_resume_processes_only_new_photos(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     for i in range(6):
         save(raw / "surprise" / f"p{i}.png", photo(20 + i))
 
-    class Interrupted(Exception):
-        pass
-
-    class Crashing(SquareFinder):
+    class Interrupted(SquareFinder):
         def detect_all(self, images):
-            if self.seen:  # the second chunk never finishes
-                raise Interrupted
+            if self.seen:  # Ctrl-C during the second chunk
+                raise KeyboardInterrupt
             return super().detect_all(images)
 
-    with pytest.raises(Interrupted):
-        builder(Crashing(), chunk_size=4).build(raw, out, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        builder(Interrupted(), chunk_size=4).build(raw, out, progress=False)
     first = read_report(out / "report.csv")
     assert len(first) == 4
     crops = {p: p.stat().st_mtime_ns for p in out.glob("*/*.png")}

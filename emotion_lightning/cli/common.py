@@ -26,10 +26,10 @@ def instantiate_group(cfg: DictConfig | None) -> list:
 
 
 def processes_per_node(trainer_cfg: DictConfig) -> int:
-    """How many training processes share this machine's cores."""
-    if trainer_cfg.get("accelerator") == "cpu" and "ddp" in str(trainer_cfg.get("strategy", "")):
-        devices = trainer_cfg.get("devices", 1)
-        return devices if isinstance(devices, int) and devices > 0 else 1
+    """How many training processes share this machine's cores (one per device under DDP)."""
+    devices = trainer_cfg.get("devices", 1)
+    if "ddp" in str(trainer_cfg.get("strategy", "")) and isinstance(devices, int) and devices > 0:
+        return devices
     return 1
 
 

@@ -1,15 +1,24 @@
-"""LightningDataModules, datasets, splits and transform presets."""
+"""LightningDataModules, datasets, splits and transform presets.
 
-from emotion_lightning.data.base import ArrayDataset, GrayImageDataModule, select_classes
-from emotion_lightning.data.fer import FERDataModule
-from emotion_lightning.data.synthetic import SyntheticDataModule
-from emotion_lightning.data.wild import WildDataModule
+Names are imported on first use, so light modules (``presets``, ``splits``) load without
+pulling in Lightning.
+"""
 
-__all__ = [
-    "ArrayDataset",
-    "FERDataModule",
-    "GrayImageDataModule",
-    "SyntheticDataModule",
-    "WildDataModule",
-    "select_classes",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "ArrayDataset": "base",
+    "GrayImageDataModule": "base",
+    "select_classes": "base",
+    "FERDataModule": "fer",
+    "SyntheticDataModule": "synthetic",
+    "WildDataModule": "wild",
+    "GrayDistillDataModule": "gray_distill",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

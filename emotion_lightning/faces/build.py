@@ -159,10 +159,33 @@ class FaceDatasetBuilder:
                 rows.append(_dropped(base, "unreadable", error.reason))
             except Exception as error:  # anything a hostile file triggers must not stop the run
                 rows.append(_dropped(base, "unreadable", f"{type(error).__name__}: {error}"))
-        found = self.detector.detect_all([image.rgb for _, _, image in decoded])
-        for (source, sha, image), faces in zip(decoded, found, strict=True):
-            rows.append(self._decide(source, sha, image, faces, out_dir, index))
+        for (source, sha, image), faces in zip(decoded, self._detect(decoded), strict=True):
+            if isinstance(faces, Exception):
+                detail = f"{type(faces).__name__}: {faces}"
+                rows.append(
+                    _dropped(
+                        {"source": source.relpath, "label": source.label}, "detector_error", detail
+                    )
+                )
+            else:
+                rows.append(self._decide(source, sha, image, faces, out_dir, index))
         return rows
+
+    def _detect(
+        self, decoded: list[tuple[Source, str, DecodedImage]]
+    ) -> list[Detections | Exception]:
+        """Faces in each photo, batched; if the batch fails, photo by photo, keeping the errors."""
+        images = [image.rgb for _, _, image in decoded]
+        try:
+            return list(self.detector.detect_all(images))
+        except Exception:
+            found: list[Detections | Exception] = []
+            for image in images:
+                try:
+                    found.append(self.detector.detect_all([image])[0])
+                except Exception as error:  # one odd photo must not stop the run
+                    found.append(error)
+            return found
 
     def _decide(
         self,

@@ -68,7 +68,7 @@ def decode_image(data: bytes, source: str = "<bytes>", max_side: int | None = No
     if file_format not in IMAGE_EXTENSIONS:
         raise UnreadableImage(source, f"unsupported format {file_format}")
     original_side = max(image.size)
-    if max_side and image.format == "JPEG" and original_side > max_side:
+    if max_side and file_format in ("JPEG", "MPO") and original_side > max_side:
         image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: fast and small
     try:
         image.load()

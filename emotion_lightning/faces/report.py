@@ -17,7 +17,7 @@ COLUMNS: tuple[str, ...] = (
     "source",  # raw image, relative to the raw directory
     "label",
     "status",  # kept | dropped
-    "reason",  # why dropped (empty when kept)
+    "reason",  # why dropped: one of REASONS, or detector_error (empty when kept)
     "detail",  # human-readable detail: decoder error, duplicate of what
     "crop",  # kept crop, relative to the output directory
     "faces",  # confident faces in the photo

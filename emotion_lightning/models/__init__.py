@@ -1,14 +1,19 @@
-"""Backbones and LightningModules."""
+"""Backbones (one registry) and LightningModules.
 
-from emotion_lightning.models.classifier import EmotionClassifier
+Names are imported on first use; importing the package registers the built-in backbones.
+"""
+
+from importlib import import_module
+
 from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_from_rgb
 from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
 
-__all__ = [
-    "EmotionClassifier",
-    "build_gray_resnet",
-    "create_backbone",
-    "gray_conv1_from_rgb",
-    "list_backbones",
-    "register_backbone",
-]
+_LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "distiller"}
+__all__ = sorted([*_LAZY, "build_gray_resnet", "create_backbone", "gray_conv1_from_rgb",
+                  "list_backbones", "register_backbone"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

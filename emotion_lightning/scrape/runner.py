@@ -23,7 +23,7 @@ from emotion_lightning.scrape.queries import Query, read_url_list
 log = logging.getLogger(__name__)
 
 #: icrawler components log every image at INFO; keep them to warnings and errors.
-_ICRAWLER_LOGGERS = ("feeder", "parser", "downloader")
+_ICRAWLER_LOGGERS = ("icrawler", "feeder", "parser", "downloader")
 
 
 @dataclass

@@ -1,0 +1,111 @@
+"""TorchScript and ONNX export: parity with the PyTorch model, dynamic batch, metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emotion_lightning.cli.export import export
+from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
+from emotion_lightning.export import (
+    export_classifier,
+    export_metadata,
+    export_onnx,
+    export_torchscript,
+)
+from emotion_lightning.models import EmotionClassifier
+from tests.conftest import compose_cfg
+from tests.test_detect import CLASSES, checkpoint  # noqa: F401  (the session fixture)
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the [export] extra: pip install onnx")
+onnxruntime = pytest.importorskip(
+    "onnxruntime", reason="ONNX parity needs the [export] extra: pip install onnxruntime"
+)
+
+
+def inputs(batch: int, size: int = 48) -> torch.Tensor:
+    return torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(batch))
+
+
+def expected(classifier: EmotionClassifier, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return classifier.eval().predict_proba(x).numpy()
+
+
+def assert_same(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal probabilities, relative to their size (a tiny model's are often near 0 or 1)."""
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+
+
+def run_onnx(path, x: torch.Tensor) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"input": x.numpy()})[0]
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+    """The checkpoint exported once by ``emotion-export`` (which verifies parity itself)."""
+    out = tmp_path_factory.mktemp("export")
+    cfg = compose_cfg("export", [f"ckpt_path={checkpoint}", f"output_dir={out}", "name=emotion"],
+                      out)
+    return {fmt: Path(path) for fmt, path in export(cfg).items()}
+
+
+def test_emotion_export_writes_both_formats_and_a_sidecar(exported):
+    assert {k: p.name for k, p in exported.items()} == {
+        "torchscript": "emotion.pt", "onnx": "emotion.onnx", "metadata": "emotion.json"}
+
+
+def test_exports_match_pytorch_for_any_batch_size(checkpoint, exported):  # noqa: F811
+    classifier = EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    scripted = torch.jit.load(str(exported["torchscript"]))
+    for batch in (1, 5):
+        x = inputs(batch)
+        want = expected(classifier, x)
+        assert want.shape == (batch, len(CLASSES))
+        assert_same(scripted(x).detach().numpy(), want)
+        assert_same(run_onnx(exported["onnx"], x), want)
+
+
+def test_metadata_travels_with_every_file(exported):
+    sidecar = json.loads(exported["metadata"].read_text())
+    assert sidecar["class_names"] == CLASSES and sidecar["image_size"] == 48
+    assert sidecar["input"]["shape"] == ["batch", 1, 48, 48]
+    assert (sidecar["input"]["mean"], sidecar["input"]["std"]) == (GRAY_MEAN, GRAY_STD)
+    model = onnx.load(str(exported["onnx"]))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["class_names"]) == CLASSES and json.loads(props["image_size"]) == 48
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(exported["torchscript"]), _extra_files=extra)
+    assert json.loads(extra["metadata.json"]) == sidecar
+
+
+def test_test_time_flip_is_baked_into_the_exports(checkpoint, tmp_path):  # noqa: F811
+    classifier = EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    classifier.hparams.test_time_flip = True
+    metadata = export_metadata(classifier)
+    assert metadata["test_time_flip"] is True
+    pt = export_torchscript(classifier, tmp_path / "m.pt", metadata)
+    ox = export_onnx(classifier, tmp_path / "m.onnx", metadata)
+    x = inputs(3)
+    want = expected(classifier, x)
+    classifier.hparams.test_time_flip = False
+    unflipped = expected(classifier, x)
+    assert np.abs(np.log(unflipped) - np.log(want)).max() > 1e-2, "flip must change the output"
+    assert_same(torch.jit.load(str(pt))(x).detach().numpy(), want)
+    assert_same(run_onnx(ox, x), want)
+
+
+def test_export_refuses_to_overwrite_and_names_bad_arguments(checkpoint, exported, tmp_path):  # noqa: F811
+    folder = exported["onnx"].parent
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_classifier(checkpoint, folder, formats=["onnx"], name="emotion")
+    with pytest.raises(ValueError, match="formats"):
+        export_classifier(checkpoint, tmp_path, formats=["tflite"])
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        export_classifier(tmp_path / "nope.ckpt", tmp_path)
