@@ -273,8 +273,8 @@ def video_info(path: Path) -> tuple[int, float, tuple[int, int]]:
     frames = 0
     while capture.read()[0]:
         frames += 1
-    info = (frames, capture.get(cv2.CAP_PROP_FPS),
-            (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    info = (frames, capture.get(cv2.CAP_PROP_FPS), size)
     capture.release()
     return info
 
@@ -287,7 +287,8 @@ def test_video_every_n_frames_keeps_fps_size_and_every_frame(classifier, tmp_pat
     report = annotator.run(str(video))
     rows = read_table(tmp_path / "out" / "detections.csv")
     assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
-    assert [float(r["timestamp"]) for r in rows] == pytest.approx([0, 3 / 7, 6 / 7, 9 / 7], abs=1e-3)
+    stamps = [float(r["timestamp"]) for r in rows]
+    assert stamps == pytest.approx([0, 3 / 7, 6 / 7, 9 / 7], abs=1e-3)
     assert finder.calls == 2, "searched frames go to the detector batch_size at a time"
     assert (report.sources[0].frames, report.sources[0].searched) == (12, 4)
     assert video_info(tmp_path / "out" / "clip.mp4") == (12, pytest.approx(7.0), (96, 80))

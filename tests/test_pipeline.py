@@ -25,9 +25,9 @@ def data_dir(tmp_path, fer_folder):
         cv2.imwrite(str(root / "imagenet_gray" / f"c{i % 2}" / f"{i}.jpg"),
                     rng.integers(0, 256, (72, 72, 3), np.uint8))
     for name in ("angry", "disgust", "happy", "sad", "surprise"):
-        (root / "wild" / name).mkdir(parents=True)
+        (root / "processed" / name).mkdir(parents=True)
         for i in range(8):
-            cv2.imwrite(str(root / "wild" / name / f"{i}.png"),
+            cv2.imwrite(str(root / "processed" / name / f"{i}.png"),
                         rng.integers(0, 256, (56, 56), np.uint8))
     return root
 

@@ -17,7 +17,7 @@ from emotion_lightning.detect import EmotionDetector, MediaAnnotator, RunReport
 
 
 def detect(cfg: DictConfig) -> RunReport:
-    """Build the detector from ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
+    """Load ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
     detector = EmotionDetector.from_checkpoint(
         cfg.ckpt_path,
         device=cfg.device,

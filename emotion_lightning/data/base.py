@@ -35,6 +35,33 @@ class ArrayDataset(Dataset):
         return self.transform(np.asarray(self.images[index])), int(self.labels[index])
 
 
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int | None,
+    pin_memory: bool | None,
+    trainer=None,
+) -> DataLoader:
+    """A DataLoader with this project's defaults.
+
+    ``num_workers=None`` sizes the workers against the cores of each of the trainer's
+    processes; ``pin_memory=None`` pins when CUDA is available; training drops the last
+    incomplete batch.
+    """
+    if num_workers is None:
+        num_workers = auto_num_workers(trainer.num_devices if trainer is not None else 1)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0,
+        drop_last=shuffle and len(dataset) > batch_size,
+    )
+
+
 def select_classes(
     labels: np.ndarray, source_names: Sequence[str], classes: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -122,24 +149,9 @@ class GrayImageDataModule(L.LightningDataModule):
             self.setup("fit" if split in ("train", "val") else "test")
         return np.bincount(self.datasets[split].labels, minlength=len(self.class_names)).tolist()
 
-    def _workers(self) -> int:
-        if self.num_workers is not None:
-            return self.num_workers
-        world = self.trainer.num_devices if self.trainer is not None else 1
-        return auto_num_workers(world)
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        workers = self._workers()
-        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            pin_memory=pin,
-            persistent_workers=workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
-        )
+        return build_loader(self.datasets[split], self.batch_size, shuffle, self.num_workers,
+                            self.pin_memory, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

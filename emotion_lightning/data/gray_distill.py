@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD
+from emotion_lightning.data.base import build_loader
 from emotion_lightning.data.presets import to_gray
-from emotion_lightning.runtime import auto_num_workers
 
 log = logging.getLogger(__name__)
 
@@ -172,20 +172,8 @@ class GrayDistillDataModule(L.LightningDataModule):
                  len(self.datasets["train"]), len(self.datasets["val"]), self.root)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if self.num_workers is not None:
-            workers = self.num_workers
-        else:
-            workers = auto_num_workers(self.trainer.num_devices if self.trainer is not None else 1)
-        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            pin_memory=pin,
-            persistent_workers=workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
-        )
+        return build_loader(self.datasets[split], self.batch_size, shuffle, self.num_workers,
+                            self.pin_memory, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

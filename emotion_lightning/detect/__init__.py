@@ -3,8 +3,8 @@
     from emotion_lightning.detect import EmotionDetector
 
     detector = EmotionDetector.from_checkpoint("best.ckpt", device="cpu")
-    faces = detector.detect("group.jpg")        # [FaceEmotion(box, det_prob, probabilities, label, confidence)]
-    drawn = detector.annotate("group.jpg")      # RGB array with boxes, labels and bar charts
+    faces = detector.detect("group.jpg")    # [FaceEmotion(box, det_prob, probabilities, ...)]
+    drawn = detector.annotate("group.jpg")  # RGB array with boxes, labels and bar charts
 """
 
 from emotion_lightning.detect.annotate import MediaAnnotator, RunReport, SourceReport

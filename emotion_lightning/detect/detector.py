@@ -70,7 +70,7 @@ class EmotionDetector:
         detect_max_side: int | None = None,
     ) -> None:
         if detect_max_side is not None and detect_max_side < 32:
-            raise ValueError(f"detect_max_side must be at least 32 pixels or None, got {detect_max_side}")
+            raise ValueError(f"detect_max_side must be >= 32 pixels or None, got {detect_max_side}")
         self.classifier = classifier.eval()
         self.face_finder = face_finder
         self.crop_size = crop_size

@@ -50,7 +50,7 @@ def draw_faces(
     boxes: list[Rect] = [tuple(int(round(v)) for v in face.box) for face in faces]
     colours = [class_colour(_index(class_names, face.label)) for face in faces]
     texts = [f"{face.label} {face.confidence:.0%}" for face in faces]
-    tags = [_tag(text, box[:2], out.shape[:2], style) for text, box in zip(texts, boxes, strict=True)]
+    tags = [_tag(t, box[:2], out.shape[:2], style) for t, box in zip(texts, boxes, strict=True)]
     if bars and faces:
         chart = _Chart(class_names, style)
         # covering a face costs most, then a label, then another chart
@@ -84,7 +84,8 @@ class _Style:
         self.small_scale = 0.6 * unit
         self.small_thickness = max(1, round(1.2 * unit))
         self.pad = max(2, round(4 * unit))
-        (_, text_h), self.baseline = cv2.getTextSize("Ag", FONT, self.font_scale, self.font_thickness)
+        (_, text_h), self.baseline = cv2.getTextSize("Ag", FONT, self.font_scale,
+                                                     self.font_thickness)
         self.tag_height = text_h + self.baseline + 2 * self.pad
 
 

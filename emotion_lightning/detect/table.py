@@ -10,7 +10,8 @@ from emotion_lightning.detect.results import FaceEmotion
 
 #: Columns before the one-per-class probability columns.
 FIXED_COLUMNS = (
-    "source", "frame", "timestamp", "face", "x1", "y1", "x2", "y2", "det_prob", "label", "confidence",
+    "source", "frame", "timestamp", "face",
+    "x1", "y1", "x2", "y2", "det_prob", "label", "confidence",
 )
 
 

@@ -9,8 +9,15 @@ from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_f
 from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
 
 _LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "distiller"}
-__all__ = sorted([*_LAZY, "build_gray_resnet", "create_backbone", "gray_conv1_from_rgb",
-                  "list_backbones", "register_backbone"])
+__all__ = [
+    "Conv1Distiller",
+    "EmotionClassifier",
+    "build_gray_resnet",
+    "create_backbone",
+    "gray_conv1_from_rgb",
+    "list_backbones",
+    "register_backbone",
+]
 
 
 def __getattr__(name: str):
