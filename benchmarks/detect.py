@@ -4,13 +4,17 @@
 The video is built from ../shared/data/group photos when present (3-7 faces a frame), else
 from drawn faces (MTCNN finds few: the split is then mostly detection). Prints and saves JSON.
 
-    python benchmarks/detect.py --frames 48 --device cpu [--ckpt best.ckpt]
+    python benchmarks/detect.py --frames 48 --device cpu --threads 1 2 [--ckpt best.ckpt]
+
+Each ``--threads`` value is one run (torch CPU threads); the load average is recorded, as
+MTCNN's many small operations slow down sharply when threads compete for busy cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -83,6 +87,35 @@ def build_detector(args) -> EmotionDetector:
     return EmotionDetector(classifier, FaceDetector(device=args.device))
 
 
+def measure(detector: EmotionDetector, pictures: list[np.ndarray], args) -> dict:
+    """Annotate a fresh ``args.frames``-frame video; seconds in total and per stage."""
+    with tempfile.TemporaryDirectory() as tmp:
+        video, warmup = Path(tmp) / "bench.mp4", Path(tmp) / "warmup.mp4"
+        write_video(video, pictures, args.frames)
+        write_video(warmup, pictures, args.batch_size)
+        MediaAnnotator(detector, Path(tmp) / "warm", progress=False).run(str(warmup))
+        find, classify = Timed(detector.find_faces), Timed(detector.classify)
+        detector.find_faces, detector.classify = find, classify
+        try:
+            report = MediaAnnotator(detector, Path(tmp) / "out", every_n_frames=args.every_n_frames,
+                                    batch_size=args.batch_size, progress=False).run(str(video))
+        finally:
+            del detector.find_faces, detector.classify  # back to the class's methods
+    searched, total = report.sources[0].searched, report.seconds
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0],
+        "frames": report.frames,
+        "searched_frames": searched,
+        "faces_per_searched_frame": report.faces / max(1, searched),
+        "frames_per_second": report.frames / total,
+        "seconds": {"total": total, "detection": find.seconds, "classification": classify.seconds,
+                    "decode_draw_encode_csv": total - find.seconds - classify.seconds},
+        "ms_per_searched_frame": {"detection": 1000 * find.seconds / max(1, searched),
+                                  "classification": 1000 * classify.seconds / max(1, searched)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=None, help="a checkpoint; default: an untrained model")
@@ -94,43 +127,28 @@ def main() -> None:
     parser.add_argument("--every-n-frames", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "detect.json"))
     args = parser.parse_args()
 
     detector = build_detector(args)
     pictures, content = source_frames(args.width, args.height)
-    with tempfile.TemporaryDirectory() as tmp:
-        video = Path(tmp) / "bench.mp4"
-        write_video(video, pictures, args.frames)
-        warmup = Path(tmp) / "warmup.mp4"
-        write_video(warmup, pictures, args.batch_size)
-        MediaAnnotator(detector, Path(tmp) / "warm", progress=False).run(str(warmup))
-        detector.find_faces = find = Timed(detector.find_faces)
-        detector.classify = classify = Timed(detector.classify)
-        annotator = MediaAnnotator(detector, Path(tmp) / "out", every_n_frames=args.every_n_frames,
-                                   batch_size=args.batch_size, progress=False)
-        report = annotator.run(str(video))
-
-    frames, searched = report.frames, report.sources[0].searched
-    total = report.seconds
+    runs = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runs.append(measure(detector, pictures, args))
+        print(f"{threads} threads: {runs[-1]['frames_per_second']:.2f} frames/s, "
+              f"per searched frame {runs[-1]['ms_per_searched_frame']}")
     result = {
         "task": "annotate a video with emotion-detect's pipeline",
         "content": content,
         "frame_size": [args.width, args.height],
-        "frames": frames,
-        "searched_frames": searched,
-        "faces_per_searched_frame": report.faces / max(1, searched),
         "every_n_frames": args.every_n_frames,
         "batch_size": args.batch_size,
         "device": args.device,
         "classifier": {"arch": detector.classifier.hparams.arch, "image_size": detector.image_size,
                        "checkpoint": args.ckpt},
-        "frames_per_second": frames / total,
-        "seconds": {"total": total, "detection": find.seconds, "classification": classify.seconds,
-                    "decode_draw_encode_csv": total - find.seconds - classify.seconds},
-        "ms_per_searched_frame": {"detection": 1000 * find.seconds / max(1, searched),
-                                  "classification": 1000 * classify.seconds / max(1, searched)},
-        "torch_threads": torch.get_num_threads(),
+        "runs": runs,
         "cpu_cores": available_cores(),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,

@@ -1,19 +1,25 @@
-"""Shared fixtures: tiny FER files in both formats, Hydra composition, real-data skips."""
+"""Shared fixtures: tiny FER files, a tiny trained checkpoint, Hydra composition, real-data skips."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 from pathlib import Path
 
 import cv2
+import lightning as L
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.constants import FER_EMOTIONS
+from emotion_lightning.data import SyntheticDataModule
+from emotion_lightning.models import EmotionClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -90,3 +96,42 @@ def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> Dic
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
     return cfg
+
+
+CLASSES = ["angry", "disgust", "happy", "sad", "surprise"]
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Torch on one thread inside: on a busy 2-core machine it is several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@functools.cache
+def tiny_checkpoint(base: Path) -> Path:
+    """A ResNet-18 classifier after two training steps on synthetic faces (deterministic).
+
+    Cached by the session's base temp folder, so every test module trains it once.
+    """
+    path = base / "tiny_checkpoint" / "tiny.ckpt"
+    torch.manual_seed(0)
+    model = EmotionClassifier(CLASSES, arch="resnet18")
+    data = SyntheticDataModule(num_train=32, num_val=16, num_test=16, batch_size=16, num_workers=0)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
+                        default_root_dir=path.parent)
+    with one_torch_thread():
+        trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.getbasetemp())

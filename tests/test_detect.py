@@ -6,18 +6,15 @@ A stub face finder stands in for MTCNN (which finds no faces in noise) where box
 from __future__ import annotations
 
 import csv
-import functools
 import json
 from pathlib import Path
 
 import cv2
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
 from emotion_lightning.cli.detect import detect
-from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.detect import (
     FIXED_COLUMNS,
@@ -30,33 +27,7 @@ from emotion_lightning.detect import (
 )
 from emotion_lightning.faces import Detections, crop_face
 from emotion_lightning.models import EmotionClassifier
-from tests.conftest import compose_cfg
-
-CLASSES = ["angry", "disgust", "happy", "sad", "surprise"]
-
-
-@functools.cache
-def tiny_checkpoint(base: Path) -> Path:
-    """A ResNet-18 classifier after two training steps on synthetic faces (deterministic).
-
-    Cached by the session's base temp folder, so every test module trains it once.
-    """
-    path = base / "tiny_checkpoint" / "tiny.ckpt"
-    torch.manual_seed(0)
-    model = EmotionClassifier(CLASSES, arch="resnet18")
-    data = SyntheticDataModule(num_train=32, num_val=16, num_test=16, batch_size=16, num_workers=0)
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
-                        default_root_dir=path.parent)
-    trainer.fit(model, datamodule=data)
-    trainer.save_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.getbasetemp())
+from tests.conftest import CLASSES, compose_cfg
 
 
 @pytest.fixture(scope="session")
@@ -310,16 +281,27 @@ def test_a_video_failing_midway_keeps_rows_and_frames_written_so_far(classifier,
     assert summary["stopped"] == "RuntimeError: detector failed"
 
 
-def test_a_truncated_video_is_reported(classifier, tmp_path):
-    broken = tmp_path / "broken.mp4"
-    data = write_video(tmp_path / "clip.mp4", frames=10).read_bytes()
-    broken.write_bytes(data[: len(data) // 2])
-    annotator = MediaAnnotator(EmotionDetector(classifier, StubFinder([])), tmp_path / "out",
-                               progress=False)
-    report = annotator.run([str(broken), str(tmp_path / "clip.mp4")])
-    assert [s.source for s in report.skipped] == [str(broken)]
-    assert "cannot open" in report.skipped[0].reason
-    assert report.sources[0].frames == 10
+def test_truncated_videos_are_reported_and_annotated_as_far_as_they_read(classifier, tmp_path):
+    rng = np.random.default_rng(0)
+    avi = tmp_path / "cut.avi"  # MJPG: readable up to the cut, the header still says 10 frames
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 7.0, (96, 80))
+    for _ in range(10):
+        writer.write(rng.integers(0, 256, (80, 96, 3), np.uint8))
+    writer.release()
+    avi.write_bytes(avi.read_bytes()[: int(avi.stat().st_size * 0.6)])
+    mp4 = tmp_path / "cut.mp4"  # MP4 keeps its index at the end: unreadable once cut
+    data = write_video(tmp_path / "whole.mp4", frames=10).read_bytes()
+    mp4.write_bytes(data[: len(data) // 2])
+    annotator = MediaAnnotator(EmotionDetector(classifier, StubFinder([[10, 10, 50, 60]])),
+                               tmp_path / "out", progress=False)
+    report = annotator.run([str(mp4), str(avi)])
+    assert [(s.source, "cannot open" in s.reason) for s in report.skipped] == [(str(mp4), True)]
+    [cut] = report.sources
+    assert 0 < cut.frames < 10 and "ended after" in cut.note
+    rows = read_table(tmp_path / "out" / "detections.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(cut.frames))
+    assert cut.output == str(tmp_path / "out" / "cut_2.mp4")  # cut.mp4 is the MP4 input's name
+    assert video_info(Path(cut.output))[0] == cut.frames
 
 
 # -- table and CLI ---------------------------------------------------------------------------

@@ -16,8 +16,7 @@ import pytest
 
 from emotion_lightning.cli.detect import detect
 from emotion_lightning.faces import match_boxes
-from tests.conftest import SHARED_DATA, compose_cfg, requires_shared
-from tests.test_detect import checkpoint  # noqa: F401  (the session fixture)
+from tests.conftest import SHARED_DATA, compose_cfg, one_torch_thread, requires_shared
 
 GROUP = SHARED_DATA / "group"
 pytestmark = [requires_shared("group"), pytest.mark.realdata]
@@ -82,9 +81,10 @@ def test_photos_and_a_video_round_trip_through_emotion_detect(checkpoint, tmp_pa
     out = tmp_path / "out"
     cfg = compose_cfg("detect", [
         f"ckpt_path={checkpoint}", f"input=[{GROUP / 'voc_*.jpg'},{video}]", f"output_dir={out}",
-        f"every_n_frames={FRAMES_PER_PHOTO}", "progress=false",
+        f"every_n_frames={FRAMES_PER_PHOTO}", "progress=false", "threads=1",
     ], tmp_path)
-    report = detect(cfg)
+    with one_torch_thread():  # restores the thread count that threads=1 sets
+        report = detect(cfg)
     assert not report.skipped and len(report.sources) == len(truth) + 1
 
     found = read_boxes(out / "detections.csv")

@@ -9,6 +9,7 @@ writes the annotated copies to ``OUT/``, one row per face per frame to
 from __future__ import annotations
 
 import hydra
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
@@ -18,6 +19,8 @@ from emotion_lightning.detect import EmotionDetector, MediaAnnotator, RunReport
 
 def detect(cfg: DictConfig) -> RunReport:
     """Load ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     detector = EmotionDetector.from_checkpoint(
         cfg.ckpt_path,
         device=cfg.device,

@@ -231,9 +231,10 @@ class MediaAnnotator:
                 writer.release()
         expected = reader.frame_count
         if expected and self.max_frames is None and entry.frames < expected:
-            entry.note = (f"ended after {entry.frames} of {expected} announced frames "
-                          "(truncated or corrupt file?); the frames read were annotated")
-            log.warning("%s: %s", item.source, entry.note)
+            ended = (f"ended after {entry.frames} of {expected} announced frames "
+                     "(truncated or corrupt file?); the frames read were annotated")
+            entry.note = f"{entry.note}; {ended}" if entry.note else ended
+            log.warning("%s: %s", item.source, ended)
 
     def _searched(self, frame: Frame) -> bool:
         return frame.index % self.every_n_frames == 0
