@@ -41,6 +41,10 @@ def tiny_data_overrides(cfg, fixtures: dict[str, Path]) -> None:
         for key, value in list(cfg.model.items()):
             if value == "imagenet":  # tests never download: random weights
                 cfg.model[key] = None
+                if cfg.model.get("conv1_init") == "rgb_sum":
+                    cfg.model.conv1_init = "random"
+        if cfg.trainer.get("accelerator") == "gpu":  # GPU recipes run their code path on CPU
+            cfg.trainer.accelerator = "cpu"
 
 
 @pytest.fixture
