@@ -82,13 +82,11 @@ def write_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
 
 
 def _plot(rows: list[dict], params: list[str], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     params = params or ["trial"]
-    fig, axes = plt.subplots(1, len(params), figsize=(4.5 * len(params), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(params), 3.6))
+    axes = fig.subplots(1, len(params), squeeze=False)
     for ax, param in zip(axes[0], params):
         pairs = [(_value(r["overrides"].get(param, r["trial"])), r["metrics"].get(metric))
                  for r in rows if r["metrics"].get(metric) is not None]
@@ -101,7 +99,6 @@ def _plot(rows: list[dict], params: list[str], metric: str, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,17 +26,15 @@ def per_class_scores(confusion: np.ndarray, class_names: Sequence[str]) -> dict[
 
 
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """A matplotlib figure of counts with row-normalised colours."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """A matplotlib figure of counts with row-normalised colours (no pyplot, no backend change)."""
+    from matplotlib.figure import Figure
 
     confusion = np.asarray(confusion)
     rows = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2, 1.1 * n + 1.5))
+    fig = Figure(figsize=(1.2 * n + 2, 1.1 * n + 1.5))
+    ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
@@ -56,8 +54,6 @@ def save_confusion(
     confusion: np.ndarray, class_names: Sequence[str], stem: str | Path, title: str = ""
 ) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.png``; returns both paths."""
-    import matplotlib.pyplot as plt
-
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = stem.with_suffix(".csv"), stem.with_suffix(".png")
@@ -68,5 +64,4 @@ def save_confusion(
             writer.writerow([name, *[int(v) for v in row]])
     fig = confusion_figure(confusion, class_names, title)
     fig.savefig(png_path, dpi=120)
-    plt.close(fig)
     return csv_path, png_path
