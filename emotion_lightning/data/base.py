@@ -16,6 +16,9 @@ from emotion_lightning.runtime import auto_num_workers
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+#: The splits each Lightning stage needs (any other stage, or None, needs all of them).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
+                "predict": ("test",)}
 
 
 class ArrayDataset(Dataset):
@@ -122,8 +125,7 @@ class GrayImageDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
-                  "predict": ("test",)}.get(stage or "", SPLITS)
+        needed = STAGE_SPLITS.get(stage or "", SPLITS)
         if all(s in self.datasets for s in needed):
             return
         for split, (images, labels) in self.load_splits(stage).items():

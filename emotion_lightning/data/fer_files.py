@@ -146,6 +146,13 @@ def read_fer_folder(root: str | Path, entries: list[tuple[Path, int, str]]) -> F
     return FERTable(images, labels, usages)
 
 
+def _is_kaggle_csv(path: Path) -> bool:
+    """True when the file starts with the Kaggle header (other CSVs, e.g. manifests, are not data)."""
+    with path.open(newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    return header[:2] == ["emotion", "pixels"]
+
+
 def load_fer(root: str | Path, cache_dir: str | Path | None = None) -> FERTable:
     """All of FER2013 at ``root`` (a CSV file, a folder holding one, or the folder layout).
 
@@ -155,8 +162,9 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None) -> FERTable:
     root = Path(root).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"FER2013 root {root} does not exist. {HOW_TO_GET}")
-    csv_file = root if root.is_file() else next(iter(sorted(root.glob("*.csv"))), None)
-    if csv_file is not None and csv_file.name != "manifest.csv":
+    csv_file = root if root.is_file() else next(
+        (p for p in sorted(root.glob("*.csv")) if _is_kaggle_csv(p)), None)
+    if csv_file is not None:
         key = fingerprint(["fer-csv", *file_fingerprint([csv_file], csv_file.parent)])
         arrays = cached_arrays(cache_dir, key, lambda: vars(read_fer_csv(csv_file)))
         return FERTable(arrays["images"], arrays["labels"], arrays["usages"])

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES
-from emotion_lightning.data.base import GrayImageDataModule
+from emotion_lightning.data.base import SPLITS, STAGE_SPLITS, GrayImageDataModule
 
 SYNTHETIC_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CANVAS = 128
@@ -163,8 +163,7 @@ class SyntheticDataModule(GrayImageDataModule):
         self.seed = seed
 
     def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage or "", tuple(self.counts))
+        wanted = STAGE_SPLITS.get(stage or "", SPLITS)
         return {
             split: make_synthetic(self.class_names, self.counts[split],
                                   self.seed * 1000 + k, self.native_size)

@@ -15,7 +15,11 @@ from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from emotion_lightning.models.registry import create_backbone
-from emotion_lightning.models.reporting import per_class_scores, save_confusion
+from emotion_lightning.models.reporting import (
+    confusion_figure,
+    per_class_scores,
+    save_confusion,
+)
 
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -214,8 +218,6 @@ class EmotionClassifier(L.LightningModule):
             if hasattr(logger, "log_image"):  # W&B
                 logger.log_image(key=f"{stage}/confusion_matrix", images=[str(png)])
             elif hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard
-                from emotion_lightning.models.reporting import confusion_figure
-
                 logger.experiment.add_figure(f"{stage}/confusion_matrix",
                                              confusion_figure(matrix, self.class_names),
                                              self.global_step)
