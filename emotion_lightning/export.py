@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
-from emotion_lightning.models.classifier import EmotionClassifier
+from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT_NAME = "input"
@@ -145,7 +145,7 @@ def export_classifier(
     if existing and not overwrite:
         raise FileExistsError(f"{existing} already exist; pass overwrite=true or another name")
     output_dir.mkdir(parents=True, exist_ok=True)
-    classifier = EmotionClassifier.load_from_checkpoint(ckpt_path, map_location="cpu")
+    classifier = load_classifier(ckpt_path)
     metadata = export_metadata(classifier, str(ckpt_path.resolve()))
     if "torchscript" in planned:
         export_torchscript(classifier, planned["torchscript"], metadata)

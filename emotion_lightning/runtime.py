@@ -40,3 +40,52 @@ def configure_threads(num_workers: int, processes_per_node: int = 1) -> int:
     threads = max(1, per_process - num_workers)
     torch.set_num_threads(threads)
     return threads
+
+
+#: CPU flags whose presence makes bf16 matrix maths fast (AVX-512 BF16, AMX).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of ``/proc/cpuinfo`` ("" where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where they cannot be read)."""
+    return set(_cpuinfo_field("flags").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for recording beside every speed and accuracy figure."""
+    import platform
+
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def auto_precision(accelerator: str = "auto") -> tuple[str, str]:
+    """The fastest safe Lightning precision here, and why: ``(precision, reason)``.
+
+    CUDA: ``bf16-mixed`` where supported, else ``16-mixed``. CPU: ``bf16-mixed`` only with
+    native bf16 instructions (~2x faster than fp32 there, ~3x slower without them), else
+    ``32-true``.
+    """
+    import torch
+
+    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_cuda:
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "the GPU supports bf16"
+        return "16-mixed", "the GPU has no bf16"
+    found = sorted(cpu_flags().intersection(BF16_CPU_FLAGS))
+    if found:
+        return "bf16-mixed", f"the CPU ({cpu_name()}) has {', '.join(found)}"
+    return "32-true", (f"the CPU ({cpu_name()}) has none of {', '.join(BF16_CPU_FLAGS)}: "
+                       "bf16 would be slower")

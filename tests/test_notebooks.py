@@ -97,11 +97,22 @@ def multirun(tmp_path) -> Path:
 
 
 def test_results_shows_curves_confusion_matrices_and_the_sweep(multirun, tmp_path, monkeypatch):
+    # a resume logs to csv/version_1 (and later version_10 sorts after version_2, not before)
+    csv_dir = multirun / "0" / "csv"
+    first = (csv_dir / "version_0" / "metrics.csv").read_text().splitlines()
+    for version, epoch in ((10, 7), (2, 5)):
+        (csv_dir / f"version_{version}").mkdir()
+        row = dict.fromkeys(first[0].split(","), "")
+        row.update({"epoch": str(epoch), "step": "99", "val/acc": "0.5"})
+        (csv_dir / f"version_{version}" / "metrics.csv").write_text(
+            first[0] + "\n" + ",".join(row.values()) + "\n")
     notebook = execute("results.ipynb", tmp_path,
                        {"EMOTION_RUN_DIR": str(multirun / "0"), "EMOTION_MULTIRUN_DIR": str(multirun),
                         "EMOTION_LOG_DIR": str(tmp_path / "logs")}, monkeypatch)
     text = "".join(outputs_of(notebook, "text"))
     assert "no run" not in text and "no multirun" not in text and "no val" not in text
+    assert ("curves from ['csv/version_0/metrics.csv', 'csv/version_2/metrics.csv', "
+            "'csv/version_10/metrics.csv'] up to epoch 7.0") in text
     table = text[text.index("job  "):].splitlines()
     assert table[0].split()[:5] == ["job", "val/acc_best", "test/acc", "test/balanced_acc",
                                     "test/macro_f1"]

@@ -101,3 +101,59 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tmp_path, data_dir, monk
         assert calls[0] is None and calls[1].endswith("fer_stage1/checkpoints/last.ckpt")
         assert summary["stages"]["fer_stage1"]["best_ckpt"]
         assert "distill" not in json.loads((tmp_path / "recipe" / "summary.json").read_text())["stages"]
+
+
+def test_rerun_upstream_stage_reruns_every_downstream_stage(tmp_path, data_dir, monkeypatch):
+    """Stage 2's fingerprint covers stage 1's checkpoint content, not only its (unchanged) path."""
+    from emotion_lightning.cli import pipeline
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        stage1 = "pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1'{}]"
+        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+                            [stage1.format(""), "pipeline.compare=null"])
+        ran = []
+        real_train = pipeline.train
+        monkeypatch.setattr(pipeline, "train", lambda c: ran.append(c.task_name) or real_train(c))
+        first = run_pipeline(cfg)
+        assert ran == ["fer_stage1", "wild_stage2"]
+
+        changed = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+                                [stage1.format(",'model.label_smoothing=0.3'"),
+                                 "pipeline.compare=null"])
+        second = run_pipeline(changed)
+        assert second["stages"]["fer_stage1"]["best_ckpt"] == first["stages"]["fer_stage1"]["best_ckpt"]
+        assert ran == ["fer_stage1", "wild_stage2"] * 2  # the same path, new weights: re-run
+        out = tmp_path / "recipe"
+        assert len(list(out.glob("wild_stage2.previous-*"))) == 1
+
+
+def test_stage_killed_before_its_first_checkpoint_is_not_a_config_change(
+        tmp_path, data_dir, monkeypatch, caplog):
+    from emotion_lightning.cli import pipeline
+    from emotion_lightning.models import EmotionClassifier
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+                            ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']",
+                             "pipeline.stages.wild_stage2=null", "pipeline.compare=null"])
+        calls = []
+        real_train = pipeline.train
+        monkeypatch.setattr(pipeline, "train", lambda c: calls.append(c.get("ckpt_path"))
+                            or real_train(c))
+
+        def crash_at_once(module):
+            if len(calls) == 1:
+                raise RuntimeError("killed")
+
+        monkeypatch.setattr(EmotionClassifier, "on_train_epoch_start", crash_at_once)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_pipeline(cfg)
+        assert not (tmp_path / "recipe" / "fer_stage1" / "checkpoints" / "last.ckpt").exists()
+        caplog.clear()
+        with caplog.at_level("INFO", logger="emotion_lightning"):
+            summary = run_pipeline(cfg)
+        text = caplog.text
+        assert "stage fer_stage1: interrupted before its first checkpoint: starting it again" in text
+        assert "changed" not in text
+        assert calls == [None, None]
+        assert summary["stages"]["fer_stage1"]["best_ckpt"]

@@ -88,7 +88,7 @@ def test_grid_sweep_and_slurm_launcher_compose(tmp_path):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=freeze_lr_grid", "hydra/launcher=slurm",
                                           "trainer=ddp"], return_hydra_config=True)
-    assert cfg.hydra.sweeper.params["callbacks.freeze.trainable_last"] == "1,3,5,7"
+    assert cfg.hydra.sweeper.params["callbacks.freeze.trainable_last"] == "2,3,5"
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.tasks_per_node == cfg.trainer.devices and launcher.nodes == cfg.trainer.num_nodes

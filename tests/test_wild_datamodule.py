@@ -27,7 +27,8 @@ def crops(tmp_path):
 
 
 def test_wild_split_subset_and_aliases(crops):
-    dm = WildDataModule(crops, classes=["happy", "surprise", "angry"], cache_dir=None, seed=1)
+    dm = WildDataModule(crops, classes=["happy", "surprise", "angry"], cache_dir=None, seed=1,
+                        test_fraction=0.0)
     dm.setup()
     train, val = dm.datasets["train"], dm.datasets["val"]
     assert len(train) + len(val) == 10 + 35 + 10
@@ -39,11 +40,22 @@ def test_wild_split_subset_and_aliases(crops):
     np.testing.assert_array_equal(dm.datasets["test"].labels, val.labels)
 
 
+def test_wild_default_split_holds_out_a_test_part(crops):
+    """70/15/15 by default: stage 2 never selects and reports on the same images."""
+    dm = WildDataModule(crops, classes=["happy", "surprise", "angry"], cache_dir=None, seed=1)
+    dm.setup()
+    parts = {s: dm.datasets[s] for s in ("train", "val", "test")}
+    assert sum(len(d) for d in parts.values()) == 55
+    assert len(parts["test"]) > 0 and len(parts["val"]) > 0
+    keys = {s: {im.tobytes() for im in d.images} for s, d in parts.items()}
+    assert not keys["test"] & keys["val"] and not keys["test"] & keys["train"]
+
+
 def test_exclusion_list_is_honoured_and_files_kept(crops):
     (crops / "exclude.txt").write_text("# reviewed\nangry/0.png\nangry/1.png\n")
     dm = WildDataModule(crops, classes=["angry", "happy"], cache_dir=None)
     dm.setup()
-    assert sum(dm.class_counts(s)[0] for s in ("train", "val")) == 8
+    assert sum(dm.class_counts(s)[0] for s in ("train", "val", "test")) == 8
     assert (crops / "angry" / "0.png").exists()
     with pytest.raises(FileNotFoundError, match="exclude_file"):
         WildDataModule(crops, classes=["angry"], cache_dir=None,
@@ -61,7 +73,7 @@ def test_missing_root_and_unknown_class(tmp_path, crops):
 def test_real_wild_data(tmp_path):
     dm = WildDataModule(SHARED_DATA / "wild", cache_dir=tmp_path)
     dm.setup()
-    counts = np.add(dm.class_counts("train"), dm.class_counts("val"))
+    counts = np.sum([dm.class_counts(s) for s in ("train", "val", "test")], axis=0)
     assert counts.tolist()[0] >= 180 and counts.sum() > 4700  # angry 185; ~4.8k in total
     assert dm.class_counts("val")[2] > 5 * dm.class_counts("val")[0]  # happy dominates
 
@@ -79,4 +91,4 @@ def test_detect_faces_on_raw_photos(tmp_path):
     crops = next((tmp_path / "c").glob("faces-*"))
     assert (crops / "report.csv").is_file()
     kept = len(list(crops.rglob("*.png")))
-    assert kept >= 4 and len(dm.datasets["train"]) + len(dm.datasets["val"]) == kept
+    assert kept >= 4 and sum(len(dm.datasets[s]) for s in ("train", "val", "test")) == kept

@@ -11,9 +11,9 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from emotion_lightning.runtime import auto_num_workers, configure_threads
+from emotion_lightning.runtime import auto_num_workers, auto_precision, configure_threads
 
 log = logging.getLogger("emotion_lightning")
 
@@ -40,6 +40,16 @@ def setup_parallelism(cfg: DictConfig) -> None:
     workers = auto_num_workers(procs) if workers is None else workers
     threads = configure_threads(workers, procs)
     log.info("torch threads per process: %d, DataLoader workers: %d", threads, workers)
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> None:
+    """Replace ``precision: auto`` in a trainer config by the fastest one here, and log it."""
+    if str(trainer_cfg.get("precision")) != "auto":
+        return
+    precision, reason = auto_precision(str(trainer_cfg.get("accelerator", "auto")))
+    with open_dict(trainer_cfg):
+        trainer_cfg.precision = precision
+    log.info("precision=auto -> %s (%s)", precision, reason)
 
 
 @rank_zero_only

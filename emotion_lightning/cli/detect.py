@@ -8,6 +8,9 @@ writes the annotated copies to ``OUT/``, one row per face per frame to
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -55,7 +58,11 @@ def detect(cfg: DictConfig) -> RunReport:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="detect")
 def main(cfg: DictConfig) -> None:
-    detect(cfg)
+    report = detect(cfg)
+    if report.stopped in ("SIGINT", "SIGTERM"):  # outputs kept; still not a finished run
+        log.error("stopped by %s before the end: the outputs hold what was done so far",
+                  report.stopped)
+        sys.exit(128 + signal.Signals[report.stopped].value)  # 130 / 143, as the shell does
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.data.gray_distill import PairedImageDataset, PairedViews, find_rgb_images
 from emotion_lightning.models.distiller import Conv1Distiller
 from emotion_lightning.models.gray_resnet import gray_conv1_from_rgb
+from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.runtime import auto_num_workers
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def load_distiller(checkpoint: str | Path) -> tuple[Conv1Distiller, dict]:
 
     The teacher comes from the checkpoint, so no ImageNet weights are fetched.
     """
-    blob = torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=False)
+    blob = load_checkpoint_file(checkpoint)
     hparams = dict(blob.get("hyper_parameters", {}))
     if "target" not in hparams or "teacher.conv1.weight" not in blob.get("state_dict", {}):
         raise ValueError(f"{checkpoint} is not a Conv1Distiller checkpoint "

@@ -18,13 +18,14 @@ from omegaconf import DictConfig
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
     instantiate_group,
+    resolve_precision,
     save_run_config,
     scalar_metrics,
     seed_everything,
     setup_parallelism,
     write_json,
 )
-from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.classifier import load_classifier
 from emotion_lightning.models.reporting import per_class_scores, save_confusion
 
 SPLITS = ("test", "val")
@@ -50,12 +51,13 @@ def evaluate_checkpoint(
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist (ckpt_path=...)")
     output_dir = Path(output_dir)
-    model = EmotionClassifier.load_from_checkpoint(ckpt, map_location="cpu")
+    model = load_classifier(ckpt)
     if test_time_flip is not None:
         model.hparams.test_time_flip = bool(test_time_flip)
     datamodule: L.LightningDataModule = instantiate(
         data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
     )
+    resolve_precision(trainer_cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[],
                                      default_root_dir=str(output_dir))
     run = trainer.test if split == "test" else trainer.validate

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import log
 from emotion_lightning.export import export_classifier, max_abs_difference
-from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.classifier import load_classifier
 
 
 def export(cfg: DictConfig) -> dict[str, str]:
@@ -24,7 +24,7 @@ def export(cfg: DictConfig) -> dict[str, str]:
     for fmt, path in paths.items():
         log.info("%s: %s", fmt, path)
     if cfg.verify:
-        classifier = EmotionClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+        classifier = load_classifier(cfg.ckpt_path)
         for fmt, diff in max_abs_difference(classifier, paths).items():
             log.info("%s max |probability difference| vs PyTorch: %.2e", fmt, diff)
             if diff > cfg.tolerance:

@@ -4,7 +4,9 @@ A pipeline config lists stages; each stage is composed from ``conf/train.yaml`` 
 overrides, runs in ``<pipeline dir>/<stage>/`` under its own task name, and may start from
 the best checkpoint of an earlier stage (``weights_from``). Re-running skips stages that
 finished with the same config and resumes an interrupted stage from its ``last.ckpt``.
-A stage whose config changed is re-run; its old folder is moved aside, never deleted.
+A stage's fingerprint covers its resolved config and the *content* of the checkpoint it
+starts from, so a re-run upstream stage re-runs every stage after it. A stage whose config
+(or input) changed is re-run; its old folder is moved aside, never deleted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,27 @@ def _quote(value: object) -> str:
 def config_hash(cfg: DictConfig) -> str:
     """Fingerprint of a fully resolved stage config."""
     return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (read in chunks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stage_fingerprint(stage_cfg: DictConfig, weights: str | None) -> str:
+    """The stage config's hash, combined with the content hash of the checkpoint it starts from.
+
+    The input checkpoint's path alone is not enough: re-running the upstream stage rewrites
+    the same path with new weights.
+    """
+    digest = config_hash(stage_cfg)
+    if weights:
+        digest = hashlib.sha256(f"{digest}:{file_sha256(weights)}".encode()).hexdigest()[:16]
+    return digest
 
 
 def compose_stage(cfg: DictConfig, name: str, stage: DictConfig, run_dir: Path,
@@ -64,7 +87,7 @@ def run_stage(cfg: DictConfig, name: str, stage: DictConfig, pipeline_dir: Path,
     """Run, resume or skip one stage; returns its metrics.json content."""
     run_dir = pipeline_dir / name
     stage_cfg = compose_stage(cfg, name, stage, run_dir, weights)
-    digest = config_hash(stage_cfg)
+    digest = stage_fingerprint(stage_cfg, weights)
     state = _read_state(run_dir)
     metrics_file = run_dir / "metrics.json"
     if state.get("config_hash") == digest and state.get("status") == "done" and metrics_file.is_file():
@@ -76,7 +99,15 @@ def run_stage(cfg: DictConfig, name: str, stage: DictConfig, pipeline_dir: Path,
         stage_cfg.ckpt_path = str(last)
     elif run_dir.exists() and any(run_dir.iterdir()):
         aside = run_dir.with_name(f"{name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
-        log.warning("stage %s: config changed; moving the earlier run to %s", name, aside)
+        if state.get("config_hash") == digest:
+            log.warning("stage %s: interrupted before its first checkpoint: starting it again "
+                        "(the partial run is moved to %s)", name, aside)
+        elif state.get("config_hash"):
+            log.warning("stage %s: config or input checkpoint changed; moving the earlier run "
+                        "to %s", name, aside)
+        else:
+            log.warning("stage %s: %s holds no finished stage of this pipeline; moving it to %s",
+                        name, run_dir, aside)
         run_dir.rename(aside)
     _write_state(run_dir, config_hash=digest, status="running")
     metrics, _ = train(stage_cfg)

@@ -50,6 +50,13 @@ def main(cfg: DictConfig) -> None:
     if ran and all(o.error for o in ran):
         log.error("every engine failed on every query: nothing was downloaded")
         sys.exit(1)
+    dead = [e for e in dict.fromkeys(o.engine for o in ran)
+            if all(o.error for o in ran if o.engine == e)]
+    if dead:
+        log.error("engine(s) %s produced nothing: every query they ran failed (see the "
+                  "failures above); those queries are not marked finished and a re-run "
+                  "retries them", ", ".join(dead))
+        sys.exit(1)
 
 
 def _given(mapping: DictConfig) -> dict:

@@ -99,6 +99,13 @@ class FERDataModule(GrayImageDataModule):
             return {"train": train, "val": public, "test": private}
         if len(train) == 0:  # evaluation on a test-only copy
             return {"test": public}
+        if len(public) == 0:
+            raise ValueError(
+                f"{self.root}: every image is Training (a CSV without a Usage column, or no "
+                "test/ folder), so split=official has no test split and would report no test "
+                "metrics. Add a Usage column (Training/PublicTest/PrivateTest) or a test/ folder, "
+                "or use data.split=random (optionally with data.test_fraction=0.1)."
+            )
         log.info("no PrivateTest images: validating on %.0f%% of Training, testing on PublicTest",
                  100 * self.val_fraction)
         groups = pixel_groups(images[train])

@@ -9,16 +9,19 @@
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 from emotion_lightning.constants import FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
 from emotion_lightning.data.presets import resize_square
+from emotion_lightning.faces.images import UnreadableImage, load_gray
+
+log = logging.getLogger(__name__)
 
 FER_SIZE = 48
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -107,6 +110,7 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
     """(path, FER label, usage) for every image of the folder layout, sorted by path."""
     root = Path(root)
     entries = []
+    ignored: list[Path] = []
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         folder_usage = FOLDER_USAGE.get(split_dir.name.lower())
         if folder_usage is None:
@@ -121,18 +125,28 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
             label = FER_EMOTIONS.index(emotion)
             for file in sorted(class_dir.iterdir()):
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    if file.is_file() and not file.name.startswith("."):
+                        ignored.append(file)
                     continue
                 prefix = file.name.split("_", 1)[0]
                 usage = prefix if prefix in USAGES else folder_usage
                 entries.append((file, label, usage))
+    if ignored:
+        log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
+                    "%s, e.g. %s", len(ignored), "/".join(sorted(IMAGE_SUFFIXES)), root,
+                    ignored[0])
     return entries
 
 
 def decode_gray(path: Path) -> np.ndarray:
-    """A 48x48 uint8 gray image from a file; unreadable files raise naming the path."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise FERFormatError(f"{path}: not a readable image; delete or replace the file")
+    """A 48x48 uint8 gray image from a file; unreadable (also truncated) files raise naming it."""
+    try:
+        image = load_gray(path)
+    except UnreadableImage as error:
+        raise FERFormatError(
+            f"{path}: not a readable image ({error.reason}); delete the file or replace it "
+            "with a complete copy (re-download or re-extract the data set)"
+        ) from None
     return resize_square(image, FER_SIZE)
 
 

@@ -49,8 +49,10 @@ class GrayPreset:
 
     Evaluation is :func:`resize_square` then normalisation, exactly as :func:`normalize_batch`.
 
-    ``train=True`` applies the recipe's augmentation: horizontal flip and a random affine
-    (rotate ±``rotate`` degrees, translate ±``translate`` of the size, scale ``scale``).
+    ``train=True`` applies the training augmentation: a random ``image_size`` crop of the image
+    zero-padded by ``pad_crop`` pixels (0: none), horizontal flip, and with probability
+    ``affine_p`` the recipe's random affine (rotate ±``rotate`` degrees, translate
+    ±``translate`` of the size, scale ``scale``).
     """
 
     def __init__(
@@ -63,12 +65,18 @@ class GrayPreset:
         scale: tuple[float, float] = (0.5, 1.0),
         affine_p: float = 1.0,
         brightness_contrast: float = 0.0,
+        pad_crop: int = 0,
     ) -> None:
         A = _albumentations()
         steps: list = []
+        if train and pad_crop > 0:
+            padded = image_size + 2 * pad_crop
+            steps += [A.PadIfNeeded(padded, padded, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                      A.RandomCrop(image_size, image_size)]
         if train:
-            steps += [
-                A.HorizontalFlip(p=hflip),
+            steps.append(A.HorizontalFlip(p=hflip))
+        if train and affine_p > 0:
+            steps.append(
                 A.Affine(
                     rotate=(-rotate, rotate),
                     translate_percent=(-translate, translate),
@@ -76,8 +84,8 @@ class GrayPreset:
                     border_mode=cv2.BORDER_CONSTANT,
                     fill=0,
                     p=affine_p,
-                ),
-            ]
+                )
+            )
             if brightness_contrast > 0:
                 steps.append(
                     A.RandomBrightnessContrast(

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -15,6 +14,7 @@ from emotion_lightning.data.base import GrayImageDataModule, select_classes
 from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
 from emotion_lightning.data.presets import resize_square
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+from emotion_lightning.faces.images import UnreadableImage, load_gray
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -28,25 +28,49 @@ def list_class_folders(root: Path) -> list[tuple[str, str]]:
             "(emotion-faces build writes them) or pass detect_faces=true for raw photos"
         )
     entries = []
+    ignored: list[Path] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = canonical_emotion(folder.name)
         for file in sorted(folder.rglob("*")):
             if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
                 entries.append((file.relative_to(root).as_posix(), label))
+            elif file.is_file() and not file.name.startswith(".") and file.suffix != ".tmp":
+                ignored.append(file)
+    if ignored:
+        log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
+                    "%s, e.g. %s", len(ignored), "/".join(sorted(IMAGE_SUFFIXES)), root,
+                    ignored[0])
     if not entries:
         raise FileNotFoundError(f"no images in {root}/<emotion>/ folders")
     return entries
 
 
-def decode_crops(root: Path, relpaths: Sequence[str], size: int) -> np.ndarray:
-    """Gray ``size x size`` uint8 crops; unreadable files raise naming the file."""
-    out = np.empty((len(relpaths), size, size), np.uint8)
+def decode_crops(root: Path, relpaths: Sequence[str], size: int) -> dict[str, np.ndarray]:
+    """Gray ``size x size`` uint8 ``images`` and which were ``readable``.
+
+    Unreadable files (empty, corrupt, truncated) and blank ones (a single value, e.g. an
+    RGBA image with nothing but alpha) are skipped: each is logged naming the file, and
+    its ``readable`` entry is False (its image all zero).
+    """
+    out = np.zeros((len(relpaths), size, size), np.uint8)
+    readable = np.ones(len(relpaths), bool)
     for i, rel in enumerate(tqdm(relpaths, desc=f"decoding {root}", unit=" img")):
-        image = cv2.imread(str(root / rel), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise ValueError(f"{root / rel}: not a readable image; exclude or delete it")
+        try:
+            image = load_gray(root / rel)
+        except UnreadableImage as error:
+            log.warning("skipped %s: %s; exclude, delete or replace it", root / rel, error.reason)
+            readable[i] = False
+            continue
+        if image.min() == image.max():
+            log.warning("skipped %s: blank image (every pixel %d; e.g. RGBA with empty colour "
+                        "channels); exclude, delete or replace it", root / rel, image.min())
+            readable[i] = False
+            continue
         out[i] = resize_square(image, size)
-    return out
+    if not readable.all():
+        log.warning("skipped %d unreadable or blank image(s) of %d under %s",
+                    (~readable).sum(), len(relpaths), root)
+    return {"images": out, "readable": readable}
 
 
 class WildDataModule(GrayImageDataModule):
@@ -55,8 +79,9 @@ class WildDataModule(GrayImageDataModule):
     Args:
         root: ``emotion-faces build`` output, or any folder of cropped class folders.
         classes: ordered class subset; folder names are mapped to canonical emotion names.
-        train_fraction: share of train (the recipe: 0.7); the rest is validation.
-        test_fraction: optional held-out test share; 0 makes the test split the val split.
+        train_fraction: share of train (the recipe: 0.7); the rest is validation and test.
+        test_fraction: held-out test share (default 0.15: 70/15/15), so stage 2 never selects
+            and reports on the same images; 0 makes the test split the val split (the recipe).
         exclude_file: exclusion list (``label/file`` per line, written by the review page);
             default ``root/exclude.txt`` when it exists. Excluded files are skipped, not deleted.
         detect_faces: ``root`` holds raw photos: detect, crop (FER framing) and cache first.
@@ -70,7 +95,7 @@ class WildDataModule(GrayImageDataModule):
         root: str | Path,
         classes: Sequence[str] = DEFAULT_CLASSES,
         train_fraction: float = 0.7,
-        test_fraction: float = 0.0,
+        test_fraction: float = 0.15,
         seed: int = 42,
         exclude_file: str | Path | None = None,
         detect_faces: bool = False,
@@ -133,11 +158,17 @@ class WildDataModule(GrayImageDataModule):
         relpaths = [rel for rel, _ in entries]
         names = sorted({label for _, label in entries})
         labels = np.asarray([names.index(label) for _, label in entries], dtype=np.int64)
-        key = fingerprint(["wild", self.image_size,
+        key = fingerprint(["wild-checked", self.image_size,
                            *file_fingerprint([crop_root / r for r in relpaths], crop_root)])
-        arrays = cached_arrays(self.cache_dir, key, lambda: {
-            "images": decode_crops(crop_root, relpaths, self.image_size)})
+        arrays = cached_arrays(self.cache_dir, key,
+                               lambda: decode_crops(crop_root, relpaths, self.image_size))
+        readable = np.asarray(arrays["readable"], bool)
+        if not readable.all():
+            skipped = [rel for rel, ok in zip(relpaths, readable) if not ok]
+            log.warning("left out %d unreadable or blank image(s), e.g. %s",
+                        len(skipped), crop_root / skipped[0])
         keep, labels = select_classes(labels, names, self.class_names)
+        keep, labels = keep[readable[keep]], labels[readable[keep]]
         images = np.asarray(arrays["images"])[keep]
         val_fraction = 1 - self.train_fraction - self.test_fraction
         train, val, test = stratified_group_split(

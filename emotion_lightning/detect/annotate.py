@@ -4,13 +4,17 @@ Each input gets an annotated copy (``<output_dir>/<name>``; videos as MP4 at the
 frame rate and size) and one row per face per searched frame in
 ``<output_dir>/detections.csv``; ``<output_dir>/summary.json`` lists what was done and
 skipped. Rows are flushed frame by frame and video writers are closed whatever happens,
-so a run that fails or is stopped (Ctrl-C) keeps everything written so far.
+so a run that fails or is stopped (Ctrl-C, or SIGTERM from ``kill``, ``timeout``, systemd
+or SLURM) keeps everything written so far; ``stopped`` in the summary says why it ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +44,41 @@ TABLE_NAME = "detections.csv"
 SUMMARY_NAME = "summary.json"
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives during a run, so it stops like Ctrl-C."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` inside the block; restore the previous handler.
+
+    Only the first signal raises: a second one during the cleanup is ignored, so the
+    writers are still closed and the summary written. Outside the main thread (where
+    Python cannot install handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if fired:
+            log.warning("%s again: still closing the outputs", signal.Signals(signum).name)
+            return
+        fired.append(signum)
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 @dataclass
 class SourceReport:
     """What was done with one input."""
@@ -62,7 +101,7 @@ class RunReport:
     sources: list[SourceReport] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
-    stopped: str | None = None  # why the run ended early, if it did
+    stopped: str | None = None  # why the run ended early: SIGINT, SIGTERM or the error
 
     @property
     def frames(self) -> int:
@@ -137,24 +176,25 @@ class MediaAnnotator:
         bar = tqdm(total=_announced_frames(media, self.max_frames), unit="frame",
                    disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
-        try:
-            with DetectionTable(report.table, self.detector.class_names) as table:
-                for group in _groups(media, self.batch_size):
-                    if group[0].kind == "image":
-                        self._annotate_images(group, table, report, bar)
-                    else:
-                        self._annotate_video(group[0], table, report, bar)
-        except KeyboardInterrupt:
-            report.stopped = "stopped by the user (Ctrl-C)"
-            log.warning("%s: everything written so far is kept", report.stopped)
-        except BaseException as error:
-            report.stopped = f"{type(error).__name__}: {error}"
-            raise
-        finally:
-            bar.close()
-            report.seconds = time.perf_counter() - start
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / SUMMARY_NAME).write_text(json.dumps(report.to_dict(), indent=2))
+        with _stop_on_sigterm():
+            try:
+                with DetectionTable(report.table, self.detector.class_names) as table:
+                    for group in _groups(media, self.batch_size):
+                        if group[0].kind == "image":
+                            self._annotate_images(group, table, report, bar)
+                        else:
+                            self._annotate_video(group[0], table, report, bar)
+            except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated
+                report.stopped = getattr(stop, "signal_name", "SIGINT")
+                log.warning("stopped by %s: everything written so far is kept", report.stopped)
+            except BaseException as error:
+                report.stopped = f"{type(error).__name__}: {error}"
+                raise
+            finally:
+                bar.close()
+                report.seconds = time.perf_counter() - start
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                (self.output_dir / SUMMARY_NAME).write_text(json.dumps(report.to_dict(), indent=2))
         return report
 
     def _check_outputs(self, media: list[Media]) -> None:
@@ -218,7 +258,7 @@ class MediaAnnotator:
         try:
             for frame in reader.frames(self.max_frames):
                 if writer is None and self.save_annotated:
-                    writer = _open_video_writer(path, reader.fps, frame.rgb.shape)
+                    writer = VideoFileWriter(path, reader.fps, frame.rgb.shape)
                     entry.output = str(path)
                 pending.append(frame)
                 entry.frames += 1
@@ -252,8 +292,7 @@ class MediaAnnotator:
                 entry.searched += 1
                 entry.faces += len(faces)
             if writer is not None:
-                drawn = draw_faces(frame.rgb, faces, self.detector.class_names, self.bars)
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                writer.write(draw_faces(frame.rgb, faces, self.detector.class_names, self.bars))
             bar.update(1)
         pending.clear()
         return faces
@@ -293,10 +332,30 @@ def _announced_frames(media: list[Media], max_frames: int | None) -> int | None:
     return total
 
 
-def _open_video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"cannot write the video {path} with OpenCV's mp4v codec")
-    return writer
+class VideoFileWriter:
+    """An MP4 (OpenCV's mp4v codec) of RGB frames of the given ``shape`` (height, width, ...).
+
+    Every frame reaches OpenCV as a C-contiguous BGR array: ``VideoWriter.write`` reads
+    the buffer as if it were contiguous and can crash on a view (a flipped or cropped
+    frame).
+    """
+
+    def __init__(self, path: str | Path, fps: float, shape: tuple[int, ...]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.height, self.width = shape[:2]
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                       (self.width, self.height))
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write the video {self.path} with OpenCV's mp4v codec")
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = np.ascontiguousarray(rgb)
+        if frame.shape[:2] != (self.height, self.width):
+            raise ValueError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} in a "
+                             f"{self.width}x{self.height} video")
+        code = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
+        self._writer.write(np.ascontiguousarray(cv2.cvtColor(frame, code)))
+
+    def release(self) -> None:
+        self._writer.release()

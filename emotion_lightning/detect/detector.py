@@ -16,7 +16,7 @@ from emotion_lightning.detect.results import FaceEmotion
 from emotion_lightning.faces.crop import FER_SIZE, crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.images import load_image
-from emotion_lightning.models.classifier import EmotionClassifier
+from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
 
 #: An RGB (or gray) uint8 array, or the path of an image file.
 ImageLike = np.ndarray | str | Path
@@ -98,7 +98,7 @@ class EmotionDetector:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist (ckpt_path=...)")
         device = resolve_device(device)
-        classifier = EmotionClassifier.load_from_checkpoint(path, map_location=device)
+        classifier = load_classifier(path, map_location=device)
         if test_time_flip is not None:
             classifier.hparams.test_time_flip = bool(test_time_flip)
         finder = FaceDetector(min_face_prob, min_face_size, face_batch_size, device)

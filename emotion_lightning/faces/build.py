@@ -24,7 +24,7 @@ from emotion_lightning.faces.crop import FER_SIZE, crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.images import DecodedImage, UnreadableImage, decode_image
 from emotion_lightning.faces.policy import POLICIES, choose_face
-from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report
+from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report, repair_report
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import source_info
 
@@ -119,6 +119,7 @@ class FaceDatasetBuilder:
         sources = find_sources(raw_dir, classes)
         out_dir.mkdir(parents=True, exist_ok=True)
         report_path = out_dir / REPORT_NAME
+        repair_report(report_path)
         previous = read_report(report_path)
         done = {row["source"] for row in previous}
         pending = [source for source in sources if source.relpath not in done]

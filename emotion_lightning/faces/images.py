@@ -95,6 +95,17 @@ def load_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
     return decode_image(data, str(path), max_side)
 
 
+def load_gray(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """uint8 HxW luma of the image at ``path``, with every check of :func:`decode_image`.
+
+    The one way training data is read (FER folders, wild crops): a truncated JPEG raises
+    :class:`UnreadableImage` instead of decoding to a partly grey picture, as
+    ``cv2.imread`` does; transparent pixels are composited on white, so an RGBA image
+    whose colour channels are empty keeps its shape instead of turning black.
+    """
+    return cv2.cvtColor(load_image(path, max_side).rgb, cv2.COLOR_RGB2GRAY)
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag; a broken EXIF block leaves the image as stored."""
     try:

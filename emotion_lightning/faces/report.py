@@ -7,11 +7,13 @@ again, so an interrupted build resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 REPORT_NAME = "report.csv"
+log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = (
     "source",  # raw image, relative to the raw directory
@@ -46,12 +48,46 @@ REASONS: tuple[str, ...] = (
 
 
 def read_report(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a report CSV; an absent report has none."""
+    """Rows of a report CSV; an absent report has none.
+
+    A row with missing or extra fields (e.g. cut off by a crash mid-write) is left out
+    with a warning, so its photo counts as not processed and is processed again.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.DictReader(handle)
+        rows = []
+        for row in reader:
+            if None in row or any(row.get(column) is None for column in COLUMNS):
+                log.warning("%s:%d: damaged row left out (its photo will be processed again)",
+                            path, reader.line_num)
+                continue
+            rows.append(row)
+        return rows
+
+
+def repair_report(path: str | Path) -> int:
+    """Cut off a last row that was not completely written (power loss, kill -9 mid-write).
+
+    Rows are written whole and flushed one by one, so only the last line can be partial:
+    without its final newline. It is removed (logged), so that the next rows start on a
+    fresh line and its photo is processed again. Returns the number of bytes removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1  # 0: even the header was cut off
+    partial = data[keep:].decode("utf-8", errors="replace")
+    log.warning("%s: the last row was cut off mid-write (%r); it is removed and its photo "
+                "will be processed again", path, partial[:80])
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+    return len(data) - keep
 
 
 class ReportWriter:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import logging
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from emotion_lightning.faces.exclusions import EXCLUDE_NAME, read_exclusions
 from emotion_lightning.faces.report import REPORT_NAME, read_report
 
 REVIEW_DIR = "review"
+log = logging.getLogger(__name__)
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1em; background: #fafafa; }
@@ -139,15 +141,26 @@ def write_review_pages(out_dir: str | Path) -> list[Path]:
         )
     excluded = read_exclusions(out_dir / EXCLUDE_NAME)
     by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+    root = out_dir.resolve()
+    outside: list[str] = []
     for row in rows:
-        if row["status"] == "kept" and (out_dir / row["crop"]).is_file():
-            by_label[row["label"]].append(row)
+        if row["status"] != "kept" or not row["crop"]:
+            continue
+        crop = (out_dir / row["crop"]).resolve()
+        if not crop.is_relative_to(root):  # a tampered report: /etc/..., ../..., a symlink out
+            outside.append(row["crop"])
+            continue
+        if crop.is_file():
+            by_label[row["label"]].append({**row, "_file": str(crop)})
+    if outside:
+        log.warning("%s: skipped %d crop path(s) outside %s (tampered report?), e.g. %r",
+                    out_dir / REPORT_NAME, len(outside), out_dir, outside[0])
     review_dir = out_dir / REVIEW_DIR
     review_dir.mkdir(exist_ok=True)
     pages = []
     for label, label_rows in sorted(by_label.items()):
         tiles = [
-            _tile(row, (out_dir / row["crop"]).read_bytes(), row["crop"] in excluded)
+            _tile(row, Path(row["_file"]).read_bytes(), row["crop"] in excluded)
             for row in label_rows
         ]
         ticked = sum(row["crop"] in excluded for row in label_rows)

@@ -20,6 +20,12 @@ from emotion_lightning.models.reporting import (
     per_class_scores,
     save_confusion,
 )
+from emotion_lightning.models.schedules import time_budget_progress
+from emotion_lightning.models.weights import (
+    NO_WEIGHTS,
+    checkpoint_class_names,
+    load_checkpoint_file,
+)
 
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -45,16 +51,24 @@ class EmotionClassifier(L.LightningModule):
         class_names: ordered class names, stored in the checkpoint.
         arch: a registered backbone (``emotion_lightning.models.list_backbones()``).
         weights: ``None``, ``"imagenet"`` or a local ``.pth``/``.ckpt`` (e.g. a distilled
-            gray backbone or a stage-1 classifier).
+            gray backbone or a stage-1 classifier), loaded weights-only. When the file is a
+            classifier checkpoint whose recorded ``class_names`` differ from ``class_names``
+            (other classes, or the same ones in another order), its head would map outputs to
+            the wrong classes: the head is re-initialised and a warning names both lists. The
+            backbone is always reused.
         conv1_init: ``random`` or ``rgb_sum`` (for RGB weights).
         image_size: input side the model was trained at (used by evaluation and inference).
         class_weights: ``None``, ``"balanced"`` (inverse train frequency) or one weight per class.
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the backbone in channels-last memory format.
         test_time_flip: average predictions over the image and its mirror in val/test/predict.
+        decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
+            with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
-        scheduler: ``optimizer -> LRScheduler``; if it takes ``total_steps`` it is given the
-            run's optimizer steps and stepped every step, otherwise every epoch.
+        scheduler: ``optimizer -> LRScheduler``, stepped every optimizer step when it takes
+            ``total_steps`` (given the run's step count) or ``progress`` (given the spent share
+            of ``trainer.max_time``: :func:`~emotion_lightning.models.schedules.warmup_cosine_time`),
+            otherwise every epoch.
         logged_samples: test images logged with their predictions to loggers with tables (W&B).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
     """
@@ -70,6 +84,7 @@ class EmotionClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         test_time_flip: bool = False,
+        decay_norm_and_bias: bool = True,
         logged_samples: int = 16,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -86,6 +101,7 @@ class EmotionClassifier(L.LightningModule):
         # records the normalised class_names/class_weights above (read from this frame)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = create_backbone(arch, len(class_names), conv1_init, weights)
+        _reset_head_if_classes_differ(self.net, weights, class_names)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.optimizer_factory = optimizer
@@ -224,20 +240,31 @@ class EmotionClassifier(L.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
         factory = self.optimizer_factory or (lambda ps: torch.optim.AdamW(ps, lr=1e-3))
-        optimizer = factory(params)
+        optimizer = factory(self._parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+        wants = inspect.signature(self.scheduler_factory).parameters
+        if "total_steps" in wants:
             total = int(self.trainer.estimated_stepping_batches)
             scheduler = self.scheduler_factory(optimizer, total_steps=total)
-            interval = "step"
+        elif "progress" in wants:
+            scheduler = self.scheduler_factory(optimizer, progress=time_budget_progress(self.trainer))
         else:
-            scheduler = self.scheduler_factory(optimizer)
-            interval = "epoch"
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
+                                     "interval": "epoch"}}
         return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _parameter_groups(self) -> list:
+        """Trainable parameters; without decay on norm weights and biases unless configured."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.hparams.decay_norm_and_bias:
+            return params
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     # -- checkpoints are self-describing and load offline ------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -247,3 +274,33 @@ class EmotionClassifier(L.LightningModule):
                                            "conv1_init": hparams.get("conv1_init")}
             hparams["weights"] = None  # the state dict holds the weights: load needs no file
             hparams["conv1_init"] = "random"
+
+
+def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
+                                  class_names: list[str]) -> None:
+    """Re-initialise ``net``'s head when ``weights`` records other class names (and warn)."""
+    if weights in NO_WEIGHTS or weights == "imagenet":
+        return
+    source = checkpoint_class_names(weights)
+    if source is None or source == class_names:
+        return
+    head = getattr(net, "fc", None)
+    if isinstance(head, nn.Linear):
+        head.reset_parameters()
+        action = "re-initialised the classifier head (the backbone is reused)"
+    else:
+        action = "could not find a Linear head named 'fc' to re-initialise: check the head"
+    log.warning("weights %s were trained for classes %s but this model has %s: %s",
+                weights, source, class_names, action)
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:
+    """An EmotionClassifier from its checkpoint, loaded weights-only.
+
+    The file is checked first with :func:`load_checkpoint_file`, so a missing file, a file that
+    is not a checkpoint or one that would run code when unpickled fails with a clear error.
+    """
+    path = Path(path).expanduser()
+    load_checkpoint_file(path)
+    return EmotionClassifier.load_from_checkpoint(path, map_location=map_location,
+                                                  weights_only=True)

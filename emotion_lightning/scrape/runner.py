@@ -2,7 +2,9 @@
 
 A query that finished in an earlier run (``queries.csv``) is skipped; an interrupted
 one resumes with the rest of its cap. An engine that fails (an exception, HTTP errors,
-pages without image links) is reported per query, its query is not marked finished
+pages without image links, image URLs of which none gave a usable image: 404s, refused
+connections, timeouts, non-images, oversized bodies) is reported per query with its
+failures counted by kind, its query is not marked finished
 (a re-run retries it), and the other engines go on; after ``max_engine_failures``
 failures in a row the engine is left out for the rest of the run.
 """
@@ -34,6 +36,9 @@ class QueryOutcome:
     query: Query
     kept: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: downloads that failed, by kind: "HTTP 404", "connection refused", "timeout", ...
+    failed: Counter[str] = field(default_factory=Counter)
+    attempted: int = 0  # image URLs tried
     error: str = ""  # why the engine failed on this query ("" when it did not)
     skipped: str = ""  # why the query was not run ("" when it was)
 
@@ -161,19 +166,33 @@ class Scraper:
         else:
             outcome.kept = crawler.downloader.kept
             outcome.rejected = crawler.downloader.rejected
+            outcome.failed = crawler.downloader.failed
+            outcome.attempted = crawler.downloader.attempted
             outcome.error = _search_failure(crawler.parser) if engine != "urls" else ""
+            if not outcome.error:
+                outcome.error = _download_failure(crawler.downloader)
         if outcome.error:
             log.error("%s failed on %r (%s): %s", engine, query.text, query.label, outcome.error)
         else:
             self.manifest.mark_finished(engine, query.label, query.text, already + outcome.kept)
             log.info(
-                "%s %r: kept %d, rejected %s",
+                "%s %r: kept %d, rejected %s, failed %s",
                 engine,
                 query.text,
                 outcome.kept,
                 dict(outcome.rejected),
+                dict(outcome.failed),
             )
         return outcome
+
+
+def _download_failure(downloader) -> str:
+    """Why a query brought nothing ("" when at least one download was a valid image)."""
+    if downloader.attempted == 0 or downloader.decoded > 0:
+        return ""
+    kinds = downloader.failed + downloader.rejected
+    return (f"none of {downloader.attempted} image URL(s) gave a usable image ("
+            + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")")
 
 
 def _search_failure(parser) -> str:
@@ -193,11 +212,14 @@ def summarize(outcomes: Sequence[QueryOutcome]) -> str:
     for engine in dict.fromkeys(o.engine for o in outcomes):
         mine = [o for o in outcomes if o.engine == engine]
         rejected: Counter[str] = sum((o.rejected for o in mine), Counter())
+        failed: Counter[str] = sum((o.failed for o in mine), Counter())
         lines.append(
             f"{engine}: {sum(not o.skipped for o in mine)} queries run, "
             f"{sum(bool(o.skipped) for o in mine)} skipped, {sum(bool(o.error) for o in mine)} failed; "
             f"kept {sum(o.kept for o in mine)}, rejected {sum(rejected.values())}"
             + (f" ({', '.join(f'{n} {r}' for r, n in rejected.most_common())})" if rejected else "")
+            + (f"; download failures {sum(failed.values())} "
+               f"({', '.join(f'{n} {r}' for r, n in failed.most_common())})" if failed else "")
         )
         lines += [
             f"  failed {o.query.text!r} ({o.query.label}): {o.error}" for o in mine if o.error
