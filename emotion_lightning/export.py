@@ -2,7 +2,8 @@
 
 Both files take ``[N, 1, S, S]`` float32 gray faces normalised as in training
 (``(pixel / 255 - mean) / std``) and return ``[N, C]`` class probabilities (softmax; averaged
-with the mirrored face when the checkpoint uses test-time flip). The batch axis is dynamic.
+over the mirrored and shifted faces when the checkpoint uses test-time views, as
+``predict_proba`` does). The batch axis is dynamic.
 ``<name>.json`` (and the ONNX file's ``metadata_props``) holds the class names, input size
 and normalisation, so the files can be used without this package.
 """
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
 from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
+from emotion_lightning.models.test_time import average_probabilities
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT_NAME = "input"
@@ -31,22 +32,23 @@ OUTPUT_NAME = "probabilities"
 class ProbabilityModel(nn.Module):
     """``[N, 1, S, S]`` normalised gray faces -> ``[N, C]`` probabilities."""
 
-    def __init__(self, net: nn.Module, test_time_flip: bool = False) -> None:
+    def __init__(self, net: nn.Module, test_time_flip: bool = False, test_time_shift: int = 0) -> None:
         super().__init__()
         self.net = net
         self.test_time_flip = test_time_flip
+        self.test_time_shift = test_time_shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = F.softmax(self.net(x), dim=1)
-        if self.test_time_flip:
-            probs = 0.5 * (probs + F.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
-        return probs
+        return average_probabilities(self.net, x, self.test_time_flip, self.test_time_shift)
 
 
 def probability_model(classifier: EmotionClassifier) -> ProbabilityModel:
-    """A CPU copy of the classifier's network with softmax (and flip averaging), in eval mode."""
+    """A CPU copy of the classifier's network with softmax averaged over its test-time views,
+    in eval mode: the probabilities of :meth:`EmotionClassifier.predict_proba`."""
     net = copy.deepcopy(classifier.net).to("cpu", memory_format=torch.contiguous_format)
-    return ProbabilityModel(net, bool(classifier.hparams.test_time_flip)).eval()
+    hparams = classifier.hparams
+    return ProbabilityModel(net, bool(hparams.test_time_flip),
+                            int(hparams.get("test_time_shift", 0))).eval()
 
 
 def export_metadata(classifier: EmotionClassifier, source: str | None = None) -> dict:
@@ -69,6 +71,7 @@ def export_metadata(classifier: EmotionClassifier, source: str | None = None) ->
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classifier.class_names)],
                    "meaning": "class probabilities (softmax), in class_names order"},
         "test_time_flip": bool(classifier.hparams.test_time_flip),
+        "test_time_shift": int(classifier.hparams.get("test_time_shift", 0)),
         "arch": classifier.hparams.arch,
         "source_checkpoint": source,
     }
@@ -135,8 +138,7 @@ def export_classifier(
             f"formats must be a non-empty subset of {sorted(FORMATS)}, got {list(formats)}"
         )
     ckpt_path = Path(ckpt_path).expanduser()
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist (ckpt_path=...)")
+    classifier = load_classifier(ckpt_path)
     output_dir = Path(output_dir)
     name = name or ckpt_path.stem
     planned = {fmt: output_dir / f"{name}{FORMATS[fmt]}" for fmt in formats}
@@ -145,7 +147,6 @@ def export_classifier(
     if existing and not overwrite:
         raise FileExistsError(f"{existing} already exist; pass overwrite=true or another name")
     output_dir.mkdir(parents=True, exist_ok=True)
-    classifier = load_classifier(ckpt_path)
     metadata = export_metadata(classifier, str(ckpt_path.resolve()))
     if "torchscript" in planned:
         export_torchscript(classifier, planned["torchscript"], metadata)

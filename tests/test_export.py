@@ -18,6 +18,7 @@ from emotion_lightning.export import (
     probability_model,
 )
 from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.classifier import load_classifier
 from tests.conftest import CLASSES, compose_cfg
 
 # torch 2.14 deprecates torch.jit; TorchScript files still load, which is what is tested
@@ -86,11 +87,11 @@ def test_metadata_travels_with_every_file(exported):
     assert json.loads(extra["metadata.json"]) == sidecar
 
 
-def test_test_time_flip_is_baked_into_the_exports(checkpoint, tmp_path):  # noqa: F811
-    classifier = EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
-    classifier.hparams.test_time_flip = True
+@pytest.mark.parametrize("shift", [0, 2])
+def test_test_time_views_are_baked_into_the_exports(checkpoint, tmp_path, shift):  # noqa: F811
+    classifier = load_classifier(checkpoint, test_time_flip=True, test_time_shift=shift)
     metadata = export_metadata(classifier)
-    assert metadata["test_time_flip"] is True
+    assert metadata["test_time_flip"] is True and metadata["test_time_shift"] == shift
     exported = export_onnx(classifier, tmp_path / "m.onnx", metadata)  # torch.flip -> ONNX ops
     x = inputs(3)
     want = expected(classifier, x)

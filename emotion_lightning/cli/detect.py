@@ -31,6 +31,7 @@ def detect(cfg: DictConfig) -> RunReport:
         min_face_size=cfg.detector.min_face_size,
         face_batch_size=cfg.detector.batch_size,
         test_time_flip=cfg.test_time_flip,
+        test_time_shift=cfg.get("test_time_shift"),
         crop_size=cfg.crop.size,
         margin=cfg.crop.margin,
         detect_max_side=cfg.detector.max_side,

@@ -39,21 +39,19 @@ def evaluate_checkpoint(
     split: str = "test",
     loggers: list | None = None,
     test_time_flip: bool | None = None,
+    test_time_shift: int | None = None,
 ) -> dict:
     """Evaluate a classifier checkpoint on a configured datamodule's ``split``.
 
-    The datamodule gets the checkpoint's class names and input size. Writes
+    The datamodule gets the checkpoint's class names and input size; ``test_time_flip`` and
+    ``test_time_shift`` override the checkpoint's test-time views when not ``None``. Writes
     ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ckpt = Path(ckpt_path).expanduser()
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt} does not exist (ckpt_path=...)")
     output_dir = Path(output_dir)
-    model = load_classifier(ckpt)
-    if test_time_flip is not None:
-        model.hparams.test_time_flip = bool(test_time_flip)
+    model = load_classifier(ckpt, test_time_flip=test_time_flip, test_time_shift=test_time_shift)
     datamodule: L.LightningDataModule = instantiate(
         data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
     )
@@ -91,7 +89,8 @@ def evaluate(cfg: DictConfig) -> dict:
     seed_everything(cfg.get("seed"))
     setup_parallelism(cfg)
     return evaluate_checkpoint(cfg.ckpt_path, cfg.data, cfg.trainer, output_dir, cfg.split,
-                               instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"))
+                               instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),
+                               cfg.get("test_time_shift"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

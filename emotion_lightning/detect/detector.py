@@ -52,7 +52,7 @@ class EmotionDetector:
 
     Args:
         classifier: a trained :class:`EmotionClassifier`; its class names, input size and
-            ``test_time_flip`` setting are used.
+            test-time views (``test_time_flip``, ``test_time_shift``) are used.
         face_finder: a :class:`FaceDetector` (MTCNN) or anything with its ``detect``.
         crop_size: side the face is cut out at before resizing to the model's input, as the
             training crops were (FER2013 and ``emotion-faces`` crops: 48).
@@ -86,21 +86,18 @@ class EmotionDetector:
         min_face_size: int = 20,
         face_batch_size: int = 16,
         test_time_flip: bool | None = None,
+        test_time_shift: int | None = None,
         crop_size: int = FER_SIZE,
         margin: float = 0.0,
         detect_max_side: int | None = None,
     ) -> EmotionDetector:
         """A detector from an ``EmotionClassifier`` checkpoint and an MTCNN face detector.
 
-        ``test_time_flip`` overrides the checkpoint's setting when not ``None``.
+        ``test_time_flip``/``test_time_shift`` override the checkpoint's settings when not
+        ``None``.
         """
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist (ckpt_path=...)")
         device = resolve_device(device)
-        classifier = load_classifier(path, map_location=device)
-        if test_time_flip is not None:
-            classifier.hparams.test_time_flip = bool(test_time_flip)
+        classifier = load_classifier(path, device, test_time_flip, test_time_shift)
         finder = FaceDetector(min_face_prob, min_face_size, face_batch_size, device)
         return cls(classifier, finder, crop_size, margin, detect_max_side)
 

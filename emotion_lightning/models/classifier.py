@@ -21,6 +21,7 @@ from emotion_lightning.models.reporting import (
     save_confusion,
 )
 from emotion_lightning.models.schedules import time_budget_progress
+from emotion_lightning.models.test_time import average_probabilities
 from emotion_lightning.models.weights import (
     NO_WEIGHTS,
     checkpoint_class_names,
@@ -62,6 +63,9 @@ class EmotionClassifier(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the backbone in channels-last memory format.
         test_time_flip: average predictions over the image and its mirror in val/test/predict.
+        test_time_shift: in test/predict, also average over the image moved this many pixels
+            diagonally four ways (border black, like the training pad-and-crop): 5 views, 10
+            with the flip. 0: off. Validation, run every epoch, uses the flip only.
         decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
             with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
@@ -84,6 +88,7 @@ class EmotionClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         test_time_flip: bool = False,
+        test_time_shift: int = 0,
         decay_norm_and_bias: bool = True,
         logged_samples: int = 16,
         optimizer: OptimizerFactory | None = None,
@@ -98,6 +103,8 @@ class EmotionClassifier(L.LightningModule):
             class_weights = [float(w) for w in class_weights]
             if len(class_weights) != len(class_names):
                 raise ValueError(f"{len(class_weights)} class_weights for {len(class_names)} classes")
+        if test_time_shift < 0:
+            raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
         # records the normalised class_names/class_weights above (read from this frame)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = create_backbone(arch, len(class_names), conv1_init, weights)
@@ -127,12 +134,11 @@ class EmotionClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities, averaged with the mirrored image when ``test_time_flip``."""
-        probs = F.softmax(self(x), dim=1)
-        if self.hparams.test_time_flip:
-            probs = 0.5 * (probs + F.softmax(self(torch.flip(x, dims=[3])), dim=1))
-        return probs
+    def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
+        """Class probabilities averaged over the test-time views (``test_time_flip``, and
+        ``test_time_shift`` unless ``shifts=False``)."""
+        shift = self.hparams.test_time_shift if shifts else 0
+        return average_probabilities(self, x, self.hparams.test_time_flip, shift)
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -165,7 +171,7 @@ class EmotionClassifier(L.LightningModule):
 
     def _eval_step(self, stage: str, batch) -> None:
         x, y = batch
-        probs = self.predict_proba(x)
+        probs = self.predict_proba(x, shifts=stage != "val")
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=self.class_weight)
         self.metrics[f"{stage}_"].update(probs, y)
         self.confusion[f"{stage}_"].update(probs, y)
@@ -294,13 +300,26 @@ def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
                 weights, source, class_names, action)
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:
-    """An EmotionClassifier from its checkpoint, loaded weights-only.
+def load_classifier(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    test_time_flip: bool | None = None,
+    test_time_shift: int | None = None,
+) -> EmotionClassifier:
+    """An EmotionClassifier from its checkpoint, loaded weights-only, for evaluation or use.
 
     The file is checked first with :func:`load_checkpoint_file`, so a missing file, a file that
     is not a checkpoint or one that would run code when unpickled fails with a clear error.
+    ``test_time_flip``/``test_time_shift`` override the checkpoint's settings when not ``None``.
     """
     path = Path(path).expanduser()
     load_checkpoint_file(path)
-    return EmotionClassifier.load_from_checkpoint(path, map_location=map_location,
-                                                  weights_only=True)
+    model = EmotionClassifier.load_from_checkpoint(path, map_location=map_location,
+                                                   weights_only=True)
+    if test_time_flip is not None:
+        model.hparams.test_time_flip = bool(test_time_flip)
+    if test_time_shift is not None:
+        if int(test_time_shift) < 0:
+            raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
+        model.hparams.test_time_shift = int(test_time_shift)
+    return model
