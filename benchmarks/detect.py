@@ -1,21 +1,20 @@
-"""Annotation speed: frames/s of emotion-detect on a 640x360 video, split into face detection
-(MTCNN), classification (one batched forward) and the rest (decode, draw, encode, CSV).
+"""Video annotation speed: bare per-frame MTCNN vs emotion-detect, searching every frame or
+every n-th frame with the faces tracked in between, on the same panning video.
 
-The video is built from ../shared/data/group photos when present (3-7 faces a frame), else
-from drawn faces (MTCNN finds few: the split is then mostly detection). Prints and saves JSON.
+The video pans a 640x360 window across the ../shared/data/group photos laid side by side
+(3-7 faces a photo), else across drawn faces. For each tracked setting it also reports the
+share of the per-frame search's boxes (bare MTCNN, the reference) that the tracked boxes of
+the same frame match at IoU >= 0.5. Prints and saves JSON.
 
-    python benchmarks/detect.py --frames 48 --device cpu --threads 1 2 [--ckpt best.ckpt]
-
-Each ``--threads`` value is one run (torch CPU threads); the load average is recorded, as
-MTCNN's many small operations slow down sharply when threads compete for busy cores.
+    python benchmarks/detect.py --frames 60 --every-n-frames 1 3 5 --threads 2 [--ckpt best.ckpt]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,92 +27,77 @@ from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.data.synthetic import draw_face
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
 from emotion_lightning.faces import FaceDetector
+from emotion_lightning.faces.boxes import box_iou
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.runtime import available_cores
+from emotion_lightning.runtime import available_cores, cpu_flags, cpu_name
 
 GROUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "group"
 
 
-def source_frames(width: int, height: int) -> tuple[list[np.ndarray], str]:
-    """BGR frames to cycle through: the group photos letterboxed, or a canvas of drawn faces."""
-    photos = sorted(GROUP.glob("voc_*.jpg"))
-    frames = []
-    for path in photos:
-        image = cv2.imread(str(path))
-        scale = min(width / image.shape[1], height / image.shape[0])
-        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((height, width, 3), np.uint8)
-        top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
-        canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
-        frames.append(canvas)
-    if frames:
-        return frames, f"{len(frames)} group photos from {GROUP}"
+def panorama(height: int) -> tuple[np.ndarray, str]:
+    """The group photos scaled to ``height`` and laid side by side (BGR), or drawn faces."""
+    photos = [cv2.imread(str(p)) for p in sorted(GROUP.glob("voc_*.jpg"))]
+    if photos:
+        scaled = [cv2.resize(p, (round(p.shape[1] * height / p.shape[0]), height),
+                             interpolation=cv2.INTER_AREA) for p in photos]
+        return np.concatenate(scaled, axis=1), f"{len(photos)} group photos from {GROUP}"
     rng = np.random.default_rng(0)
-    canvas = np.full((height, width), 190, np.uint8)
-    for i, expression in enumerate(DEFAULT_CLASSES):
-        x = 20 + i * (width - 40) // len(DEFAULT_CLASSES)
-        canvas[height // 3 : height // 3 + 96, x : x + 96] = draw_face(expression, rng, 96)
-    return [cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)], "drawn faces (no group photos found)"
+    canvas = np.full((height, 4 * height), 190, np.uint8)
+    for i in range(12):
+        x, y = 30 + i * (canvas.shape[1] - 150) // 12, 40 + (i % 3) * (height - 150) // 2
+        canvas[y:y + 96, x:x + 96] = draw_face(DEFAULT_CLASSES[i % 5], rng, 96)
+    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), "drawn faces (no group photos found)"
 
 
-def write_video(path: Path, frames: list[np.ndarray], count: int, fps: float = 25.0) -> None:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for i in range(count):
-        writer.write(frames[(i // 4) % len(frames)])  # each picture held for 4 frames
+def write_pan(path: Path, width: int, height: int, frames: int, fps: float = 25.0) -> list:
+    """A video of a window panning across the panorama; returns its RGB frames."""
+    wide, _ = panorama(height)
+    step = max(1, (wide.shape[1] - width) // max(1, frames - 1))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    out = []
+    for i in range(frames):
+        x = min(i * step, wide.shape[1] - width)
+        frame = np.ascontiguousarray(wide[:, x:x + width])
+        writer.write(frame)
+        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     writer.release()
+    return out
 
 
-class Timed:
-    """Wraps a method and adds up the seconds spent in it."""
-
-    def __init__(self, method) -> None:
-        self.method, self.seconds, self.calls = method, 0.0, 0
-
-    def __call__(self, *args):
-        start = time.perf_counter()
-        try:
-            return self.method(*args)
-        finally:
-            self.seconds += time.perf_counter() - start
-            self.calls += 1
+def per_frame_mtcnn(finder: FaceDetector, video: Path) -> tuple[float, list[np.ndarray]]:
+    """Frames/s of MTCNN alone, one decoded frame at a time, and its boxes per frame."""
+    capture, boxes = cv2.VideoCapture(str(video)), []
+    start = time.perf_counter()
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        boxes.append(finder.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])[0].boxes)
+    capture.release()
+    return len(boxes) / (time.perf_counter() - start), boxes
 
 
-def build_detector(args) -> EmotionDetector:
-    if args.ckpt:
-        return EmotionDetector.from_checkpoint(args.ckpt, device=args.device)
-    classifier = EmotionClassifier(list(DEFAULT_CLASSES), arch=args.arch, image_size=args.image_size)
-    classifier = classifier.to(args.device)
-    return EmotionDetector(classifier, FaceDetector(device=args.device))
+def table_boxes(path: Path, frames: int) -> list[np.ndarray]:
+    rows: list[list[list[float]]] = [[] for _ in range(frames)]
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            rows[int(row["frame"])].append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+    return [np.array(r, np.float32).reshape(-1, 4) for r in rows]
 
 
-def measure(detector: EmotionDetector, pictures: list[np.ndarray], args) -> dict:
-    """Annotate a fresh ``args.frames``-frame video; seconds in total and per stage."""
-    with tempfile.TemporaryDirectory() as tmp:
-        video, warmup = Path(tmp) / "bench.mp4", Path(tmp) / "warmup.mp4"
-        write_video(video, pictures, args.frames)
-        write_video(warmup, pictures, args.batch_size)
-        MediaAnnotator(detector, Path(tmp) / "warm", progress=False).run(str(warmup))
-        find, classify = Timed(detector.find_faces), Timed(detector.classify)
-        detector.find_faces, detector.classify = find, classify
-        try:
-            report = MediaAnnotator(detector, Path(tmp) / "out", every_n_frames=args.every_n_frames,
-                                    batch_size=args.batch_size, progress=False).run(str(video))
-        finally:
-            del detector.find_faces, detector.classify  # back to the class's methods
-    searched, total = report.sources[0].searched, report.seconds
-    return {
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-        "frames": report.frames,
-        "searched_frames": searched,
-        "faces_per_searched_frame": report.faces / max(1, searched),
-        "frames_per_second": report.frames / total,
-        "seconds": {"total": total, "detection": find.seconds, "classification": classify.seconds,
-                    "decode_draw_encode_csv": total - find.seconds - classify.seconds},
-        "ms_per_searched_frame": {"detection": 1000 * find.seconds / max(1, searched),
-                                  "classification": 1000 * classify.seconds / max(1, searched)},
-    }
+def matched_share(reference: list[np.ndarray], found: list[np.ndarray]) -> float:
+    """Share of the reference boxes with a found box of IoU >= 0.5 on the same frame."""
+    total = sum(len(r) for r in reference)
+    hits = sum(int((box_iou(r, f).max(axis=1) >= 0.5).sum()) if len(f) else 0
+               for r, f in zip(reference, found, strict=True) if len(r))
+    return hits / max(1, total)
+
+
+def annotate(detector: EmotionDetector, video: Path, out: Path, every: int, batch: int) -> dict:
+    report = MediaAnnotator(detector, out, every_n_frames=every, batch_size=batch,
+                            progress=False).run(str(video))
+    return {"frames_per_second": report.frames / report.seconds, "seconds": report.seconds,
+            "searched_frames": report.sources[0].searched, "rows": report.faces}
 
 
 def main() -> None:
@@ -121,36 +105,60 @@ def main() -> None:
     parser.add_argument("--ckpt", default=None, help="a checkpoint; default: an untrained model")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
-    parser.add_argument("--every-n-frames", type=int, default=1)
+    parser.add_argument("--every-n-frames", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "detect.json"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    detector = build_detector(args)
-    pictures, content = source_frames(args.width, args.height)
-    runs = []
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        runs.append(measure(detector, pictures, args))
-        print(f"{threads} threads: {runs[-1]['frames_per_second']:.2f} frames/s, "
-              f"per searched frame {runs[-1]['ms_per_searched_frame']}")
+    finder = FaceDetector(device=args.device)
+    if args.ckpt:
+        detector = EmotionDetector.from_checkpoint(args.ckpt, device=args.device)
+    else:
+        model = EmotionClassifier(list(DEFAULT_CLASSES), arch=args.arch,
+                                  image_size=args.image_size).to(args.device)
+        detector = EmotionDetector(model, finder)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "pan.avi"
+        frames = write_pan(video, args.width, args.height, args.frames)
+        finder.detect(frames[:2])  # warm-up
+        bare_fps, reference = per_frame_mtcnn(finder, video)
+        print(f"bare per-frame MTCNN: {bare_fps:.2f} frames/s, "
+              f"{sum(map(len, reference)) / len(reference):.1f} faces/frame")
+        runs = []
+        for every in args.every_n_frames:
+            out = Path(tmp) / f"every{every}"
+            run = {"every_n_frames": every, "tracked": every > 1,
+                   **annotate(detector, video, out, every, args.batch_size)}
+            run["speed_vs_bare_mtcnn"] = run["frames_per_second"] / bare_fps
+            run["reference_boxes_matched"] = matched_share(
+                reference, table_boxes(out / "detections.csv", len(reference)))
+            runs.append(run)
+            print(f"emotion-detect every_n_frames={every} ({'tracked' if every > 1 else 'searched'}"
+                  f"): {run['frames_per_second']:.2f} frames/s = {run['speed_vs_bare_mtcnn']:.2f}x"
+                  f" bare MTCNN, {100 * run['reference_boxes_matched']:.1f}% of its boxes matched")
     result = {
-        "task": "annotate a video with emotion-detect's pipeline",
-        "content": content,
+        "task": "annotate a panning video: bare MTCNN vs emotion-detect (searched / tracked)",
+        "content": panorama(args.height)[1],
         "frame_size": [args.width, args.height],
-        "every_n_frames": args.every_n_frames,
+        "frames": args.frames,
+        "reference_faces_per_frame": sum(map(len, reference)) / len(reference),
+        "bare_mtcnn_frames_per_second": bare_fps,
+        "runs": runs,
         "batch_size": args.batch_size,
         "device": args.device,
+        "torch_threads": args.threads,
         "classifier": {"arch": detector.classifier.hparams.arch, "image_size": detector.image_size,
                        "checkpoint": args.ckpt},
-        "runs": runs,
+        "load_average_1min": os.getloadavg()[0],
+        "cpu": cpu_name(),
+        "cpu_bf16": any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16")),
         "cpu_cores": available_cores(),
-        "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "opencv": cv2.__version__,
     }

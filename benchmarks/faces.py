@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from emotion_lightning.constants import DEFAULT_CLASSES
-from emotion_lightning.faces import FaceDetector, load_image
+from emotion_lightning.faces import FaceDetector
+from emotion_lightning.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import os
 
 
 def configure_environment() -> None:
-    """Keep third-party libraries off the network unless the user asked otherwise."""
+    """Keep albumentations off the network on import. (W&B stays offline through the logger
+    config's ``offline: true``, which ``logger.wandb.offline=false`` really turns off.)"""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny FER files, a tiny trained checkpoint, Hydra composition, real-data skips."""
+"""Shared fixtures: tiny FER files, a tiny trained checkpoint, Hydra composition, the
+``requires_shared`` marker for real data."""
 
 from __future__ import annotations
 
@@ -25,12 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def requires_shared(subdir: str):
-    """Skip unless ``../shared/data/<subdir>`` exists (users do not have it; CI does)."""
-    path = SHARED_DATA / subdir
-    return pytest.mark.skipif(
-        not path.exists(), reason=f"real data {path} is absent (only CI and developers have it)"
-    )
+# The one marker for tests on real data: ``@requires_shared("fer2013")`` (or several paths, or a
+# file: ``requires_shared("group/face_boxes_dlib.json")``; bare ``@requires_shared`` needs the
+# folder itself). Such a test is skipped, naming what is missing, unless every path exists under
+# ../shared/data (users do not have it; CI and developers do). Select or deselect them with
+# ``-m requires_shared`` / ``-m "not requires_shared"``.
+requires_shared = pytest.mark.requires_shared
+
+
+def missing_shared(paths) -> list[Path]:
+    """Those of ``paths`` (relative to ../shared/data; none: the folder itself) that are absent."""
+    return [SHARED_DATA / p for p in (paths or [""]) if not (SHARED_DATA / p).exists()]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        paths = [p for mark in item.iter_markers("requires_shared") for p in mark.args]
+        missing = missing_shared(paths)
+        if missing:
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs real data {', '.join(map(str, missing))} (../shared/data: only "
+                       "CI and developers have it)"))
 
 
 @pytest.fixture(scope="session", autouse=True)

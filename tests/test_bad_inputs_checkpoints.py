@@ -61,7 +61,10 @@ def evil_ckpt(tmp_path, marker, checkpoint) -> pathlib.Path:
     blob["state_dict"]["teacher.conv1.weight"] = torch.zeros(1)
     path = tmp_path / "evil.ckpt"
     torch.save(blob, path)
-    assert not marker.exists()
+    # the trap works: a full unpickle runs it (so "the marker is absent" below means refused)
+    torch.load(path, map_location="cpu", weights_only=False)
+    assert marker.exists()
+    marker.unlink()
     return path
 
 

@@ -28,10 +28,10 @@ from emotion_lightning.cli import scrape as scrape_cli
 from emotion_lightning.data import WildDataModule
 from emotion_lightning.data.fer_files import FERFormatError, load_fer
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
-from emotion_lightning.detect.annotate import VideoFileWriter
-from emotion_lightning.faces.images import UnreadableImage, load_gray
+from emotion_lightning.detect.video_writer import Mp4vWriter
 from emotion_lightning.faces.report import ReportWriter, read_report
 from emotion_lightning.faces.review import write_review_pages
+from emotion_lightning.images import UnreadableImage, load_gray
 from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.scrape import downloader as downloader_module
 from emotion_lightning.scrape.manifest import ScrapeManifest
@@ -144,8 +144,9 @@ def test_cli_exits_non_zero_when_an_engine_produced_nothing(tmp_path, failing_ho
     urls.write_text(f"{failing_host.url}/missing/1.jpg\n{failing_host.url}/missing/2.jpg\n")
     raw = tmp_path / "raw"
     monkeypatch.setattr(sys, "argv", [
-        "emotion-scrape", f"out_dir={raw}", "engines=[urls]", "classes=[sad]", "scrape=tiny",
-        f"url_lists.sad={urls}", "queue_timeout_s=0.3", "timeout_s=2",
+        "emotion-scrape", f"out_dir={raw}", "scraper.engines=[urls]", "classes=[sad]",
+        "query_plan=tiny", f"url_lists.sad={urls}", "scraper.queue_timeout_s=0.3",
+        "scraper.timeout_s=2",
         f"paths.log_dir={tmp_path / 'logs'}", "hydra/job_logging=none",
         "hydra/hydra_logging=none",
     ])
@@ -260,7 +261,7 @@ def test_video_writer_takes_non_contiguous_frames(tmp_path):
     picture = cv2.resize(small, (96, 80), interpolation=cv2.INTER_CUBIC)
     flipped = picture[:, ::-1]  # a view: negative strides, not C-contiguous
     assert not flipped.flags["C_CONTIGUOUS"]
-    writer = VideoFileWriter(tmp_path / "flip.mp4", 7.0, flipped.shape)
+    writer = Mp4vWriter(tmp_path / "flip.mp4", 7.0, flipped.shape)
     for _ in range(4):
         writer.write(flipped)
         writer.write(picture[::2, ::2].repeat(2, 0).repeat(2, 1)[:80, :96])

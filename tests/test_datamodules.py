@@ -1,15 +1,26 @@
-"""Datamodules: class subsets, official/random splits, blank frames, presets, synthetic faces."""
+"""Datamodules: class subsets, official/random splits, blank frames, presets, synthetic faces,
+the loader keywords they share."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import pytest
 import torch
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
-from emotion_lightning.data import FERDataModule, SyntheticDataModule, select_classes
-from emotion_lightning.data.presets import GrayPreset, normalize_batch, to_gray
+from emotion_lightning.data import (
+    FERDataModule,
+    GrayImageDataModule,
+    SyntheticDataModule,
+    WildDataModule,
+    select_classes,
+)
+from emotion_lightning.data.base import LoaderOptions
+from emotion_lightning.data.presets import GrayPreset, normalize_batch
 from emotion_lightning.data.synthetic import make_synthetic
+from emotion_lightning.images import to_gray
 from tests.conftest import fer_images, write_fer_folder
 
 
@@ -105,3 +116,19 @@ def test_synthetic_is_deterministic_balanced_and_varied():
     assert dm.class_counts("train") == [4, 4, 4, 4, 4]
     with pytest.raises(ValueError, match="no synthetic drawing"):
         SyntheticDataModule(classes=["bored"])
+
+
+def test_loader_options_are_the_base_class_keywords():
+    keywords = list(inspect.signature(GrayImageDataModule.__init__).parameters)[2:]
+    assert keywords == list(LoaderOptions.__annotations__)
+
+
+@pytest.mark.parametrize("datamodule", [FERDataModule, SyntheticDataModule, WildDataModule])
+def test_datamodules_pass_every_loader_keyword_on(datamodule, tmp_path):
+    loader = {"image_size": 40, "batch_size": 5, "num_workers": 0, "augment": False,
+              "augmentation": {"rotate": 5.0}, "pin_memory": False}
+    root = [] if datamodule is SyntheticDataModule else [tmp_path]
+    dm = datamodule(*root, **loader)
+    assert {name: getattr(dm, name) for name in loader} == loader
+    with pytest.raises(TypeError, match="batchsize"):
+        datamodule(*root, batchsize=5)

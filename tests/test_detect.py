@@ -254,7 +254,7 @@ def test_video_every_n_frames_keeps_fps_size_and_every_frame(classifier, tmp_pat
     video = write_video(tmp_path / "clip.avi", frames=12)
     finder = StubFinder([[10, 10, 50, 60]])
     annotator = MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "out",
-                               every_n_frames=3, batch_size=2, progress=False)
+                               every_n_frames=3, batch_size=2, track=False, progress=False)
     report = annotator.run(str(video))
     rows = read_table(tmp_path / "out" / "detections.csv")
     assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
@@ -272,8 +272,9 @@ def test_a_video_failing_midway_keeps_rows_and_frames_written_so_far(classifier,
                                batch_size=1, progress=False)
     with pytest.raises(RuntimeError, match="detector failed") as failure:
         annotator.run(str(video))
-    # read while the traceback (and so the failed run's locals) is still alive
-    assert failure.traceback
+    # the 4th detector call (frame 3) failed, in the finder; the checks below run while its
+    # traceback (and so the failed run's locals, the open writers among them) is still alive
+    assert finder.calls == 4 and failure.traceback[-1].name == "detect"
     rows = read_table(tmp_path / "out" / "detections.csv")
     assert [int(r["frame"]) for r in rows] == [0, 1, 2]
     assert video_info(tmp_path / "out" / "clip.mp4")[0] == 3, "the writer was closed properly"
@@ -319,6 +320,7 @@ def test_emotion_detect_cli_writes_the_contract_files(checkpoint, tmp_path):
     assert report.frames == 2 and not report.skipped
     with (out / "detections.csv").open() as f:
         header = next(csv.reader(f))
-    assert header[:11] == list(FIXED_COLUMNS) and header[11:] == CLASSES
+    fixed = len(FIXED_COLUMNS)
+    assert header[:fixed] == list(FIXED_COLUMNS) and header[fixed:] == CLASSES
     assert {"source", "frame", "x1", "y1", "x2", "y2", "det_prob", "label"} <= set(header)
     assert (out / "img0.jpg").is_file() and (out / "summary.json").is_file()

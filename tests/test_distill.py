@@ -22,7 +22,8 @@ from emotion_lightning.data.gray_distill import (
     find_rgb_images,
 )
 from emotion_lightning.data.imagenet_classes import imagenet_class_names, write_class_queries
-from emotion_lightning.models.distiller import Conv1Distiller
+from emotion_lightning.models.classifier import EmotionClassifier
+from emotion_lightning.models.gray_distill import Conv1Distiller
 from emotion_lightning.models.gray_resnet import build_gray_resnet
 
 SIZE = 64
@@ -215,10 +216,9 @@ def test_checkpoint_loads_into_gray_resnet(trained):
 
 
 def test_checkpoint_loads_into_classifier_and_trains(trained):
-    classifier_module = pytest.importorskip("emotion_lightning.models.classifier")
     classes = ["angry", "happy", "sad"]
-    model = classifier_module.EmotionClassifier(classes, arch="resnet18",
-                                                weights=str(trained["ckpt"]), image_size=SIZE)
+    model = EmotionClassifier(classes, arch="resnet18", weights=str(trained["ckpt"]),
+                              image_size=SIZE)
     assert torch.equal(model.net.conv1.weight, trained["model"].student.conv1.weight)
     x, y = torch.randn(8, 1, SIZE, SIZE), torch.randint(0, len(classes), (8,))
     loader = DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
@@ -230,12 +230,10 @@ def test_checkpoint_loads_into_classifier_and_trains(trained):
 
 # -- configs and report ----------------------------------------------------------------------
 def test_experiment_config_instantiates(image_root):
-    if not (Path(CONFIG_DIR) / "train.yaml").is_file():
-        pytest.skip("conf/train.yaml not present")
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    overrides = ["experiment=distill_gray", f"data.root={image_root}", "model.arch=resnet18",
+    overrides = ["experiment=gray_distill", f"data.root={image_root}", "model.arch=resnet18",
                  "model.teacher_weights=null", f"data.image_size={SIZE}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)

@@ -15,12 +15,7 @@ from PIL import Image
 from emotion_lightning.cli import faces as faces_cli
 from emotion_lightning.faces import Detections, FaceDatasetBuilder, FaceDetector
 from emotion_lightning.faces.report import COLUMNS, read_report, summarize
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_real_photos = pytest.mark.skipif(
-    not (SHARED_DATA / "wild").is_dir() or not (SHARED_DATA / "group").is_dir(),
-    reason=f"real data {SHARED_DATA}/wild and /group are absent",
-)
+from tests.conftest import SHARED_DATA, requires_shared
 
 
 class SquareFinder:
@@ -273,7 +268,7 @@ def test_missing_or_empty_raw_dir_is_explained(tmp_path):
         builder().build(tmp_path / "raw", tmp_path / "out")
 
 
-@needs_real_photos
+@requires_shared("wild", "group")
 def test_cli_build_with_mtcnn_on_real_photos(tmp_path, monkeypatch, capsys):
     """The real detector end to end: one-face photos kept, a group photo dropped."""
     raw, out = tmp_path / "raw", tmp_path / "out"

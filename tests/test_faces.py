@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from emotion_lightning.data.presets import to_gray
 from emotion_lightning.faces import (
     Detections,
     FaceDetector,
-    UnreadableImage,
     box_iou,
     choose_face,
     crop_face,
     crop_square,
-    decode_image,
-    load_image,
     match_boxes,
     square_box,
 )
+from emotion_lightning.images import UnreadableImage, as_rgb, decode_image, load_image, to_gray
+from tests.conftest import SHARED_DATA, requires_shared
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GROUP = SHARED_DATA / "group"
 WILD = SHARED_DATA / "wild"
-needs_group = pytest.mark.skipif(
-    not (GROUP / "face_boxes_dlib.json").exists(), reason=f"real data {GROUP} is absent"
-)
-needs_wild = pytest.mark.skipif(not WILD.is_dir(), reason=f"real data {WILD} is absent")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def detector() -> FaceDetector:
 # --- detection on real photos ------------------------------------------------------------
 
 
-@needs_group
+@requires_shared("group/face_boxes_dlib.json")
 def test_detector_finds_labelled_faces_in_group_photos(detector):
     """Recall >= 0.95 at IoU >= 0.5 against hand-labelled boxes, at most one false positive."""
     truth = json.loads((GROUP / "face_boxes_dlib.json").read_text())
@@ -63,7 +55,7 @@ def test_detector_finds_labelled_faces_in_group_photos(detector):
     assert false_positives <= 1
 
 
-@needs_wild
+@requires_shared("wild")
 def test_batched_detection_matches_one_by_one(detector):
     """Batches group equal sizes; the result per image does not depend on its batch."""
     paths = sorted((WILD / "surprise").glob("*.jpg"))[:3]
@@ -236,3 +228,16 @@ def test_unusable_files_are_named_with_a_reason(data, reason):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(UnreadableImage, match="cannot read file"):
         load_image(tmp_path / "gone.jpg")
+
+
+def test_as_rgb_gives_three_channels_of_arrays_and_files(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert (as_rgb(gray) == gray[:, :, None]).all() and as_rgb(gray).shape == (3, 4, 3)
+    rgba = np.dstack([np.stack([gray] * 3, axis=2), np.full((3, 4), 7, np.uint8)])
+    assert (as_rgb(rgba) == rgba[:, :, :3]).all() and as_rgb(rgba).shape == (3, 4, 3)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    assert (as_rgb(tmp_path / "gray.png") == as_rgb(gray)).all()
+    with pytest.raises(ValueError, match="uint8"):
+        as_rgb(gray.astype(np.float32))
+    with pytest.raises(TypeError, match="file path"):
+        as_rgb([[0]])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.error import URLError
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision import models
 
 from emotion_lightning.data import SyntheticDataModule
@@ -88,9 +90,28 @@ def test_bad_weight_arguments():
         EmotionClassifier(["a", "b"], class_weights="inverse")
 
 
-def _fit_tiny(tmp_path, **model_kwargs) -> tuple[EmotionClassifier, L.Trainer, SyntheticDataModule]:
-    dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=24,
-                             num_test=24, batch_size=16, num_workers=0)
+class ImbalancedSynthetic(SyntheticDataModule):
+    """Synthetic faces whose train split keeps only ``keep[c]`` images of class ``c``."""
+
+    def __init__(self, keep: list[int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.keep = keep
+
+    def load_splits(self, stage):
+        splits = super().load_splits(stage)
+        if "train" in splits:
+            images, labels = splits["train"]
+            idx = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(self.keep)])
+            assert np.bincount(labels[idx]).tolist() == self.keep, "too few images per class"
+            splits["train"] = images[idx], labels[idx]
+        return splits
+
+
+def _fit_tiny(tmp_path, dm=None, **model_kwargs) -> tuple[EmotionClassifier, L.Trainer,
+                                                           SyntheticDataModule]:
+    if dm is None:
+        dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=24,
+                                 num_test=24, batch_size=16, num_workers=0)
     model = EmotionClassifier(dm.class_names, arch="resnet18", **model_kwargs)
     trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
@@ -100,7 +121,18 @@ def _fit_tiny(tmp_path, **model_kwargs) -> tuple[EmotionClassifier, L.Trainer, S
 
 
 def test_checkpoint_round_trip_is_self_describing(tmp_path):
-    model, trainer, dm = _fit_tiny(tmp_path, class_weights="balanced", label_smoothing=0.1)
+    # 24 happy, 12 sad, 6 surprise: balanced weights N / (C * count) = 42 / (3 * count)
+    dm = ImbalancedSynthetic([24, 12, 6], classes=["happy", "sad", "surprise"], num_train=72,
+                             num_val=24, num_test=24, batch_size=16, num_workers=0)
+    model, trainer, dm = _fit_tiny(tmp_path, dm, class_weights="balanced", label_smoothing=0.1)
+    expected = torch.tensor([42 / 72, 42 / 36, 42 / 18])
+    assert dm.class_counts("train") == [24, 12, 6]
+    torch.testing.assert_close(model.class_weight, expected)
+    # the weights reach the training loss
+    logits, y = torch.tensor([[2.0, 0, 0], [0, 1, 0], [1, 0, -1]]), torch.tensor([0, 1, 2])
+    weighted = F.cross_entropy(logits, y, weight=expected, label_smoothing=0.1)
+    torch.testing.assert_close(model._loss(logits, y), weighted)
+    assert not torch.isclose(weighted, F.cross_entropy(logits, y, label_smoothing=0.1))
     path = trainer.checkpoint_callback.best_model_path
     loaded = EmotionClassifier.load_from_checkpoint(path, map_location="cpu").eval()
     assert loaded.class_names == ["happy", "sad", "surprise"]
@@ -109,7 +141,7 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-    torch.testing.assert_close(loaded.class_weight, torch.ones(3))  # balanced data
+    torch.testing.assert_close(loaded.class_weight, expected)  # saved with the model
     assert (tmp_path / "val_confusion_matrix.png").is_file()
     assert (tmp_path / "val_confusion_matrix.csv").read_text().startswith("true\\pred,happy")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,8 +23,8 @@ def data_dir(tmp_path, fer_folder):
     root.mkdir()
     fer_folder.rename(root / "fer2013")
     for i in range(8):
-        (root / "imagenet_gray" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "imagenet_gray" / f"c{i % 2}" / f"{i}.jpg"),
+        (root / "gray_distill" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "gray_distill" / f"c{i % 2}" / f"{i}.jpg"),
                     rng.integers(0, 256, (72, 72, 3), np.uint8))
     for name in ("angry", "disgust", "happy", "sad", "surprise"):
         (root / "processed" / name).mkdir(parents=True)
@@ -37,19 +39,20 @@ TINY = ["model.arch=resnet18", "data.image_size=48", "data.batch_size=8", "data.
         "+trainer.limit_test_batches=1", "extras.print_config=false"]
 
 
-def _pipeline_cfg(experiment, tmp_path, data_dir, extra=(), epochs=1):
+def _pipeline_cfg(recipe, tmp_path, data_dir, extra=(), epochs=1):
     listed = ",".join(f"'{o}'" for o in [*TINY, f"trainer.max_epochs={epochs}"])
-    overrides = [f"experiment={experiment}", f"paths.data_dir={data_dir}",
+    overrides = [f"recipe={recipe}", f"paths.data_dir={data_dir}",
                  f"pipeline.common=[{listed}]", *extra]
-    if experiment == "recipe":  # a random teacher: tests never download ImageNet weights
-        overrides.append("pipeline.stages.distill.overrides=['experiment=distill_gray',"
-                         f"'data.root={data_dir}/imagenet_gray','model.teacher_weights=null']")
-    return compose_cfg("train", overrides, tmp_path / "recipe")
+    if recipe == "full":  # a random teacher: tests never download ImageNet weights
+        overrides.append("pipeline.stages.distill.overrides=['experiment=gray_distill',"
+                         f"'data.root={data_dir}/gray_distill','model.teacher_weights=null']")
+    return compose_cfg("pipeline", overrides, tmp_path / "recipe")
 
 
+@pytest.mark.slow
 def test_recipe_chains_stages_skips_and_summarises(tmp_path, data_dir):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("recipe", tmp_path, data_dir)
+        cfg = _pipeline_cfg("full", tmp_path, data_dir)
         summary = run_pipeline(cfg)
         out = tmp_path / "recipe"
         assert list(summary["stages"]) == ["distill", "fer_stage1", "wild_stage2"]
@@ -63,26 +66,37 @@ def test_recipe_chains_stages_skips_and_summarises(tmp_path, data_dir):
         assert cmp["before"] == "fer_stage1" and set(cmp["before_metrics"]) >= {"acc", "balanced_acc"}
         assert "| wild_stage2 |" in (out / "summary.md").read_text()
 
+        def outputs(stage):  # what a re-run would rewrite: the metrics and the best checkpoint
+            metrics = out / stage / "metrics.json"
+            best = Path(json.loads(metrics.read_text())["best_ckpt"])
+            return [(f, f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
+                    for f in (metrics, best)]
+
+        stages = ["distill", "fer_stage1", "wild_stage2"]
         # a re-run with the same config skips every stage
-        mtime = (out / "wild_stage2" / "metrics.json").stat().st_mtime_ns
+        before = {stage: outputs(stage) for stage in stages}
         run_pipeline(cfg)
-        assert (out / "wild_stage2" / "metrics.json").stat().st_mtime_ns == mtime
+        assert {stage: outputs(stage) for stage in stages} == before
 
         # a changed stage config re-runs that stage and keeps the earlier run aside
-        changed = _pipeline_cfg("recipe", tmp_path, data_dir,
+        changed = _pipeline_cfg("full", tmp_path, data_dir,
                                 ["pipeline.stages.wild_stage2.overrides=['experiment=wild_stage2',"
                                  "'callbacks.freeze.trainable_last=1']"])
         run_pipeline(changed)
         assert len(list(out.glob("wild_stage2.previous-*"))) == 1
-        assert (out / "fer_stage1" / "metrics.json").stat().st_mtime_ns  # untouched stage kept
+        assert outputs("wild_stage2") != before["wild_stage2"]
+        # the stages upstream of it are untouched: same files, same times, same bytes
+        assert [outputs(stage) for stage in stages[:2]] == [before[s] for s in stages[:2]]
+        assert not list(out.glob("fer_stage1.previous-*")) and not list(out.glob("distill.previous-*"))
 
 
+@pytest.mark.slow
 def test_interrupted_stage_resumes_from_last_checkpoint(tmp_path, data_dir, monkeypatch):
     from emotion_lightning.cli import pipeline
     from emotion_lightning.models import EmotionClassifier
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
                             ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']"],
                             epochs=2)
         calls = []
@@ -103,13 +117,14 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tmp_path, data_dir, monk
         assert "distill" not in json.loads((tmp_path / "recipe" / "summary.json").read_text())["stages"]
 
 
+@pytest.mark.slow
 def test_rerun_upstream_stage_reruns_every_downstream_stage(tmp_path, data_dir, monkeypatch):
     """Stage 2's fingerprint covers stage 1's checkpoint content, not only its (unchanged) path."""
     from emotion_lightning.cli import pipeline
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         stage1 = "pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1'{}]"
-        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
                             [stage1.format(""), "pipeline.compare=null"])
         ran = []
         real_train = pipeline.train
@@ -117,7 +132,7 @@ def test_rerun_upstream_stage_reruns_every_downstream_stage(tmp_path, data_dir, 
         first = run_pipeline(cfg)
         assert ran == ["fer_stage1", "wild_stage2"]
 
-        changed = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+        changed = _pipeline_cfg("no_distill", tmp_path, data_dir,
                                 [stage1.format(",'model.label_smoothing=0.3'"),
                                  "pipeline.compare=null"])
         second = run_pipeline(changed)
@@ -133,7 +148,7 @@ def test_stage_killed_before_its_first_checkpoint_is_not_a_config_change(
     from emotion_lightning.models import EmotionClassifier
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("recipe_no_distill", tmp_path, data_dir,
+        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
                             ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']",
                              "pipeline.stages.wild_stage2=null", "pipeline.compare=null"])
         calls = []

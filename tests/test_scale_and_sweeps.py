@@ -1,4 +1,5 @@
-"""Multi-process DDP under Hydra, sweeps (Optuna and grid), SLURM launcher config, precision."""
+"""Multi-process DDP under Hydra, sweeps (Optuna, grid, through submitit), SLURM launcher config,
+precision and channels-last."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.cli.sweep_report import write_report
@@ -31,6 +35,7 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.Comple
 SYNTH = ["data.num_train=64", "data.num_val=32", "data.num_test=40", "data.batch_size=8"]
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_one_run_dir_synced_metrics(tmp_path):
     run = tmp_path / "run"
     run_cli(["emotion-train", "experiment=quickstart", "trainer=ddp_sim", "trainer.max_epochs=1",
@@ -60,6 +65,7 @@ def wild_root(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_optuna_sweep_two_trials_and_report(tmp_path, wild_root):
     sweep = tmp_path / "sweep"
     run_cli(["emotion-train", "-m", "experiment=wild_stage2", "hparams_search=freeze_lr",
@@ -94,10 +100,53 @@ def test_grid_sweep_and_slurm_launcher_compose(tmp_path):
     assert launcher.tasks_per_node == cfg.trainer.devices and launcher.nodes == cfg.trainer.num_nodes
 
 
+def memory_formats(model) -> dict[str, set[bool]]:
+    """Whether each 3x3+ conv weight with several input channels, and the activations in and
+    out of layer1's first conv, are channels-last (1-channel and 1x1 tensors are both formats)."""
+    weights = [m.weight for m in model.net.modules()
+               if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1)]
+    seen = []
+    hook = model.net.layer1[0].conv1.register_forward_hook(
+        lambda module, args, out: seen.extend([args[0], out]))
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 1, 48, 48))
+    hook.remove()
+    cl = torch.channels_last
+    return {"weights": {w.is_contiguous(memory_format=cl) for w in weights},
+            "activations": {t.is_contiguous(memory_format=cl) for t in seen}}
+
+
 def test_mixed_precision_and_channels_last_train(tmp_path):
     cfg = compose_cfg("train", ["experiment=quickstart", "debug=fdr", *SYNTH,
                                 "trainer.precision=bf16-mixed", "model.channels_last=true",
                                 "trainer.detect_anomaly=false"], tmp_path)
     metrics, objects = train(cfg)
-    assert objects["trainer"].precision == "bf16-mixed"
+    assert objects["trainer"].precision == "bf16-mixed" and metrics["precision"] == "bf16-mixed"
     assert "test/acc" in metrics
+    # still channels-last after the optimizer steps, and so are the activations
+    assert memory_formats(objects["model"]) == {"weights": {True}, "activations": {True}}
+    plain = compose_cfg("train", ["experiment=quickstart", "model.channels_last=false"], tmp_path)
+    assert memory_formats(instantiate(plain.model)) == {"weights": {False}, "activations": {False}}
+
+
+@pytest.mark.slow
+def test_sweep_through_the_submitit_launcher(tmp_path):
+    """hydra/launcher=slurm's plugin with its local executor: the same pickling of the task,
+    job submission and collection as on a cluster, minus sbatch."""
+    sweep = tmp_path / "sweep"
+    run_cli(["emotion-train", "-m", "experiment=quickstart", "debug=fdr",
+             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+             "model.optimizer.lr=0.01,0.02", "trainer.detect_anomaly=false", *SYNTH,
+             f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written elsewhere
+    launcher = OmegaConf.load(sweep / "multirun.yaml").hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.LocalLauncher")
+    job_ids = set()
+    for num, lr in enumerate([0.01, 0.02]):
+        job = sweep / str(num)
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["lr/peak"] == pytest.approx(lr) and "test/acc" in metrics
+        job_ids.add(str(OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.id))
+    # each job ran in its own submitit process, which returned its result
+    assert job_ids == {p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()
+                       and list(p.glob("*_result.pkl"))}

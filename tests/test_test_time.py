@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +13,8 @@ from emotion_lightning.models.classifier import load_classifier
 from emotion_lightning.models.test_time import (
     BLACK,
     average_probabilities,
-    shift_image,
     inference_views,
+    shift_image,
 )
 
 
@@ -54,15 +56,17 @@ class _CountingNet(torch.nn.Module):
         return self.net(x)
 
 
-def test_validation_uses_the_flip_only_and_test_every_view():
+def test_validation_during_fit_uses_the_flip_only_and_test_every_view():
     model = EmotionClassifier(["a", "b"], test_time_flip=True, test_time_shift=2).eval()
     model.net = _CountingNet(model.net)
     x, y = torch.randn(3, 1, 48, 48), torch.tensor([0, 1, 0])
     model.log = model.log_dict = lambda *a, **k: None
     with torch.no_grad():
-        model.validation_step((x, y), 0)
+        for fn in ("fit", "validate"):  # each epoch's validation; emotion-eval split=val
+            model._trainer = SimpleNamespace(state=SimpleNamespace(fn=fn))
+            model.validation_step((x, y), 0)
         model.test_step((x, y), 1)
-    assert model.net.batch_sizes == [3 * 2, 3 * 10]
+    assert model.net.batch_sizes == [3 * 2, 3 * 10, 3 * 10]
 
 
 def test_shift_changes_predictions_and_loading_overrides_it(tmp_path):

@@ -1,15 +1,22 @@
-"""WildDataModule: class folders, exclusions, duplicate-safe 70:30 splits, real wild data."""
+"""WildDataModule: class folders, exclusions, duplicate-safe 70:30 splits, face detection
+once per node (prepare_data), real wild data."""
 
 from __future__ import annotations
 
+import csv
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from emotion_lightning.data import WildDataModule
-from tests.conftest import SHARED_DATA, requires_shared
+from emotion_lightning.faces.detector import Detections
+from tests.conftest import REPO, SHARED_DATA, requires_shared
 
 
 @pytest.fixture
@@ -87,8 +94,113 @@ def test_detect_faces_on_raw_photos(tmp_path):
             shutil.copy(src, raw / label / src.name)
     dm = WildDataModule(raw, classes=["happy", "sad"], detect_faces=True, cache_dir=tmp_path / "c",
                         train_fraction=0.5)
+    dm.prepare_data()
     dm.setup()
     crops = next((tmp_path / "c").glob("faces-*"))
     assert (crops / "report.csv").is_file()
     kept = len(list(crops.rglob("*.png")))
     assert kept >= 4 and sum(len(dm.datasets[s]) for s in ("train", "val", "test")) == kept
+
+
+# -- detect_faces: detection in prepare_data (once per node), setup only reads -----------------
+class CountingFaceFinder:
+    """A stand-in for FaceDetector: one face in the middle of every photo.
+
+    Each call appends ``<pid> <number of photos>`` to the file ``$FACE_CALLS``.
+    """
+
+    min_face_size = 20
+
+    def __init__(self, min_prob: float = 0.95, **_) -> None:
+        self.min_prob = min_prob
+
+    def detect_all(self, images):
+        with open(os.environ["FACE_CALLS"], "a") as calls:
+            calls.write(f"{os.getpid()} {len(images)}\n")
+        return [Detections(np.array([[0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h]], np.float32),
+                           np.array([0.99], np.float32), np.zeros((1, 5, 2), np.float32))
+                for h, w in (image.shape[:2] for image in images)]
+
+
+def face_calls(path: Path) -> list[tuple[int, int]]:
+    """(pid, photos) of every detection call recorded by :class:`CountingFaceFinder`."""
+    lines = path.read_text().split() if path.exists() else []
+    return [(int(pid), int(n)) for pid, n in zip(lines[::2], lines[1::2])]
+
+
+@pytest.fixture
+def raw_photos(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "raw"
+    for label in ("happy", "sad"):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            cv2.imwrite(str(root / label / f"{i}.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+    return root
+
+
+@pytest.fixture
+def counted_faces(tmp_path, monkeypatch) -> Path:
+    calls = tmp_path / "face_calls.txt"
+    monkeypatch.setenv("FACE_CALLS", str(calls))
+    monkeypatch.setattr("emotion_lightning.faces.detector.FaceDetector", CountingFaceFinder)
+    return calls
+
+
+def test_setup_without_prepare_data_says_what_to_run(tmp_path, raw_photos, counted_faces):
+    dm = WildDataModule(raw_photos, classes=["happy", "sad"], detect_faces=True,
+                        cache_dir=tmp_path / "c")
+    what_to_run = r"16 photo.*call prepare_data\(\).*emotion-faces build"
+    with pytest.raises(FileNotFoundError, match=what_to_run):
+        dm.setup()
+    assert face_calls(counted_faces) == []
+
+
+def test_prepare_data_detects_once_and_setup_only_reads(tmp_path, raw_photos, counted_faces):
+    dm = WildDataModule(raw_photos, classes=["happy", "sad"], detect_faces=True,
+                        cache_dir=tmp_path / "c", train_fraction=0.5, test_fraction=0.0)
+    dm.prepare_data()
+    assert sum(n for _, n in face_calls(counted_faces)) == 16
+    dm.setup()
+    dm.prepare_data()  # resumable: nothing new to detect
+    assert sum(n for _, n in face_calls(counted_faces)) == 16
+    assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == 16
+
+
+TRAIN_WITH_COUNTED_FACES = """
+import sys
+
+sys.path.insert(0, {repo!r})
+import emotion_lightning.faces.detector as detector
+from tests.test_wild_datamodule import CountingFaceFinder
+
+detector.FaceDetector = CountingFaceFinder
+from emotion_lightning.cli.train import main
+
+main()
+"""
+
+
+@pytest.mark.slow
+def test_ddp_detects_faces_on_one_process_only(tmp_path, raw_photos):
+    """trainer=ddp_sim: one process detects and writes report.csv, both train on the crops."""
+    script = tmp_path / "train_with_counted_faces.py"
+    script.write_text(TRAIN_WITH_COUNTED_FACES.format(repo=str(REPO)))
+    calls, run, cache = tmp_path / "face_calls.txt", tmp_path / "run", tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, str(script), "trainer=ddp_sim", "data=wild", f"data.root={raw_photos}",
+         "data.detect_faces=true", "data.classes=[happy,sad]", f"data.cache_dir={cache}",
+         "data.train_fraction=0.5", "data.test_fraction=0", "data.batch_size=2",
+         "data.num_workers=0", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0",
+         "test=false", "logger=csv", "extras.print_config=false", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env={**os.environ, "FACE_CALLS": str(calls), "PYTHONUNBUFFERED": "1"},
+        text=True, capture_output=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout, "two processes ran"
+    assert len({pid for pid, _ in face_calls(calls)}) == 1, "faces detected on one process only"
+    assert sum(n for _, n in face_calls(calls)) == 16
+    (report,) = cache.glob("faces-*/report.csv")
+    with report.open(newline="") as f:
+        sources = [row["source"] for row in csv.DictReader(f)]
+    assert len(set(sources)) == len(sources) == 16, "one report row per photo"
+    assert (run / "metrics.json").is_file()

@@ -2,5 +2,7 @@
 
 from pathlib import Path
 
-#: The project's Hydra config tree (``conf/`` at the repository root).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+#: The project's Hydra config tree, shipped inside the package (``emotion_lightning/conf``;
+#: ``conf/`` at the repository root links to it). Add your own config folders with
+#: ``hydra.searchpath=[file:///path/to/my_conf]``.
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")

@@ -2,16 +2,17 @@
 
 On a folder of colour images, compares the RGB teacher on the colour images with the gray
 student on their luma for three conv1s: ``random`` (before distillation), ``distilled`` (a
-distiller checkpoint, when given) and ``rgb_sum`` (the analytic baseline). Writes JSON and
+Conv1Distiller checkpoint, when given) and ``rgb_sum`` (the analytic baseline). Writes JSON and
 prints a table::
 
-    emotion-distill-report images=/path/to/rgb/images checkpoint=/path/to/distiller.ckpt
+    emotion-distill-report images=/path/to/rgb/images checkpoint=/path/to/gray_distill.ckpt
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from inspect import signature
 from pathlib import Path
 
 import hydra
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.data.gray_distill import PairedImageDataset, PairedViews, find_rgb_images
-from emotion_lightning.models.distiller import Conv1Distiller
+from emotion_lightning.models.gray_distill import Conv1Distiller
 from emotion_lightning.models.gray_resnet import gray_conv1_from_rgb
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.runtime import auto_num_workers
@@ -32,7 +33,7 @@ METRICS = ("agreement", "cosine", "loss")
 
 
 def load_distiller(checkpoint: str | Path) -> tuple[Conv1Distiller, dict]:
-    """A distiller (teacher and trained student) from its checkpoint, and its hyper-parameters.
+    """A Conv1Distiller (teacher and trained student) from its checkpoint, and its hyper-parameters.
 
     The teacher comes from the checkpoint, so no ImageNet weights are fetched.
     """
@@ -40,7 +41,7 @@ def load_distiller(checkpoint: str | Path) -> tuple[Conv1Distiller, dict]:
     hparams = dict(blob.get("hyper_parameters", {}))
     if "target" not in hparams or "teacher.conv1.weight" not in blob.get("state_dict", {}):
         raise ValueError(f"{checkpoint} is not a Conv1Distiller checkpoint "
-                         "(emotion-train experiment=distill_gray writes one)")
+                         "(emotion-train experiment=gray_distill writes one)")
     model = Conv1Distiller(arch=hparams["arch"], teacher_weights=None, target=hparams["target"])
     model.load_state_dict(blob["state_dict"])
     return model, hparams
@@ -114,20 +115,11 @@ def format_table(report: dict) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Compute the report for ``cfg`` (see ``conf/distill_report.yaml``), write and print it."""
-    report = distill_report(
-        images=cfg.images,
-        checkpoint=cfg.checkpoint,
-        arch=cfg.arch,
-        teacher_weights=cfg.teacher_weights,
-        target=cfg.target,
-        image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        limit=cfg.limit,
-        seed=cfg.seed,
-        accelerator=cfg.accelerator,
-    )
+    """Compute the report for ``cfg`` (see ``conf/distill_report.yaml``), write and print it.
+
+    Every parameter of :func:`distill_report` comes from the config key of the same name.
+    """
+    report = distill_report(**{name: cfg[name] for name in signature(distill_report).parameters})
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

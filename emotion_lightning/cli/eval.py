@@ -62,7 +62,7 @@ def evaluate_checkpoint(
     run(model, datamodule=datamodule)
 
     logged = scalar_metrics(trainer.callback_metrics)
-    matrix = model.last_confusion["matrix"]
+    matrix = model.confusion_matrix(split)
     prefix = f"{split}/"
     result = {
         "split": split,

@@ -1,6 +1,6 @@
 """``emotion-faces``: build a face-crop dataset from raw photos, and review it.
 
-    emotion-faces build raw_dir=data/raw out_dir=data/processed [policy=largest ...]
+    emotion-faces build raw_dir=data/raw out_dir=data/processed [builder.policy=largest ...]
     emotion-faces review out_dir=data/processed [exclude_from=[exclude_happy.txt]]
 
 The first word is the action; everything after it is a Hydra override.
@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.faces.build import FaceDatasetBuilder
-from emotion_lightning.faces.detector import FaceDetector
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions
 from emotion_lightning.faces.report import summarize
 from emotion_lightning.faces.review import write_review_pages
@@ -47,22 +47,7 @@ def run(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig) -> None:
     """Detect, crop and report every unprocessed raw photo."""
-    detector = FaceDetector(
-        min_prob=cfg.detector.min_prob,
-        min_face_size=cfg.detector.min_face_size,
-        batch_size=cfg.detector.batch_size,
-        device=cfg.detector.device,
-    )
-    builder = FaceDatasetBuilder(
-        detector,
-        policy=cfg.policy,
-        min_face_px=cfg.min_face_px,
-        size=cfg.size,
-        margin=cfg.margin,
-        max_side=cfg.max_side,
-        chunk_size=cfg.chunk_size,
-        near_duplicate_distance=cfg.near_duplicate_distance,
-    )
+    builder: FaceDatasetBuilder = instantiate(cfg.builder, detector=instantiate(cfg.detector))
     rows = builder.build(
         cfg.raw_dir, cfg.out_dir, list(cfg.classes) if cfg.classes else None, cfg.progress
     )

@@ -1,8 +1,11 @@
-"""Multi-stage runs (``emotion-train experiment=recipe``): each stage a train run of its own.
+"""``emotion-pipeline``: multi-stage runs (a recipe, ``conf/recipe/``), each stage a train run.
 
-A pipeline config lists stages; each stage is composed from ``conf/train.yaml`` with its own
-overrides, runs in ``<pipeline dir>/<stage>/`` under its own task name, and may start from
-the best checkpoint of an earlier stage (``weights_from``). Re-running skips stages that
+    emotion-pipeline paths.data_dir=/data
+    emotion-pipeline recipe=no_distill paths.data_dir=/data 'pipeline.common=["trainer=gpu"]'
+
+A recipe lists stages (``pipeline.stages``); each stage is composed from ``conf/train.yaml``
+with its own overrides, runs in ``<pipeline dir>/<stage>/`` under its own task name, and may
+start from the best checkpoint of an earlier stage (``weights_from``). Re-running skips stages that
 finished with the same config and resumes an interrupted stage from its ``last.ckpt``.
 A stage's fingerprint covers its resolved config and the *content* of the checkpoint it
 starts from, so a re-run upstream stage re-runs every stage after it. A stage whose config
@@ -16,9 +19,11 @@ import json
 import time
 from pathlib import Path
 
+import hydra
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
+from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import log, write_json
 from emotion_lightning.cli.eval import evaluate_checkpoint
 from emotion_lightning.cli.train import train
@@ -115,7 +120,7 @@ def run_stage(cfg: DictConfig, name: str, stage: DictConfig, pipeline_dir: Path,
     return metrics
 
 
-def summarise(stages: dict[str, dict], comparison: dict | None) -> str:
+def summarize(stages: dict[str, dict], comparison: dict | None) -> str:
     """A markdown table of every stage's val/test metrics, and the before/after comparison."""
     lines = ["| stage | " + " | ".join(f"val/{k}" for k in SUMMARY_KEYS[:3]) + " | "
              + " | ".join(f"test/{k}" for k in SUMMARY_KEYS[:3]) + " |",
@@ -163,6 +168,15 @@ def run_pipeline(cfg: DictConfig) -> dict:
                       "after_metrics": after}
     summary = {"stages": results, "comparison": comparison}
     write_json(summary, pipeline_dir / "summary.json")
-    (pipeline_dir / "summary.md").write_text(summarise(results, comparison))
-    log.info("pipeline summary:\n%s", summarise(results, comparison))
+    (pipeline_dir / "summary.md").write_text(summarize(results, comparison))
+    log.info("pipeline summary:\n%s", summarize(results, comparison))
     return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    run_pipeline(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """``emotion-scrape``: web images per emotion into ``out_dir/<label>/`` (resumable).
 
-emotion-scrape out_dir=data/raw engines=[bing,google] max_per_query=50 classes=[happy,sad]
+emotion-scrape out_dir=data/raw scraper.engines=[bing,google] max_per_query=50 classes=[happy,sad]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 import sys
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
@@ -21,28 +22,20 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scrape")
 def main(cfg: DictConfig) -> None:
-    presets = OmegaConf.to_container(cfg.scrape.queries, resolve=True)
+    presets = OmegaConf.to_container(cfg.query_plan.queries, resolve=True)
     classes = [canonical_emotion(c) for c in cfg.classes]
     queries = plan_queries(
-        presets, classes, cfg.scrape.caps.main, cfg.scrape.caps.synonym, cfg.max_per_query
+        presets, classes, cfg.query_plan.caps.main, cfg.query_plan.caps.synonym, cfg.max_per_query
     )
     url_lists = [
         Query(canonical_emotion(label), str(path), cfg.max_per_query or 0)
         for label, path in _given(cfg.url_lists).items()
         if canonical_emotion(label) in classes
     ]
-    scraper = Scraper(
-        cfg.out_dir,
-        engines=list(cfg.engines),
-        base_urls=_given(cfg.base_urls),
-        filters=_given(cfg.filters),
-        threads=cfg.threads,
-        timeout_s=cfg.timeout_s,
-        queue_timeout_s=cfg.queue_timeout_s,
-        min_side=cfg.min_side,
-        near_duplicate_distance=cfg.near_duplicate_distance,
-        max_engine_failures=cfg.max_engine_failures,
-    )
+    settings = OmegaConf.to_container(cfg.scraper, resolve=True)
+    for key in ("base_urls", "filters"):  # engines left at null use their own
+        settings[key] = _given(cfg.scraper[key])
+    scraper: Scraper = instantiate(settings, _convert_="all")
     outcomes = scraper.run(queries, url_lists)
     print(summarize(outcomes))
     print(f"images and manifest.csv in {cfg.out_dir}")

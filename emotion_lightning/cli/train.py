@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
@@ -26,6 +29,7 @@ from emotion_lightning.cli.common import (
     setup_parallelism,
     write_json,
 )
+from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identify_run
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.runtime import cpu_name
 
@@ -38,15 +42,25 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     setup_parallelism(cfg)
     resolve_precision(cfg.trainer)
 
-    stable_wandb_id(cfg, output_dir)
+    identify_run(cfg, output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    try:
+        metrics, trainer = _fit_and_test(cfg, datamodule, model, callbacks, loggers)
+    finally:
+        finish_runs(loggers)
+    write_json(metrics, output_dir / "metrics.json")
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: list):
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
+    if trainer.is_global_zero:
+        announce_runs(loggers)
     metrics: dict = {}
     if cfg.get("train", True):
         start = time.perf_counter()
@@ -62,8 +76,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(scalar_metrics(trainer.callback_metrics))
     metrics["best_ckpt"] = str(Path(best).resolve()) if best else None
-    write_json(metrics, output_dir / "metrics.json")
-    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    return metrics, trainer
 
 
 def fit_summary(trainer: L.Trainer, seconds: float) -> dict:
@@ -80,18 +93,23 @@ def fit_summary(trainer: L.Trainer, seconds: float) -> dict:
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """``cfg.ckpt_path`` checked before fitting (the file is loaded weights-only).
 
-    ``last`` means the run dir's ``checkpoints/last.ckpt`` and fails when there is none
-    (Lightning would silently train from scratch); a file that is not a checkpoint fails
-    with ``not a checkpoint: FILE``.
+    ``last`` means the newer of the run dir's ``checkpoints/last.ckpt`` and
+    ``checkpoints/interrupted.ckpt`` (saved when a fit is interrupted) and fails when there is
+    none (Lightning would silently train from scratch). A SLURM job that was requeued (after
+    a timeout or preemption; ``SLURM_RESTART_COUNT`` > 0) resumes that way without being
+    asked. A file that is not a checkpoint fails with ``not a checkpoint: FILE``.
     """
     ckpt = cfg.get("ckpt_path")
+    folder = _checkpoint_dir(cfg)
     if ckpt in (None, "", "null", "None"):
-        return None
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if not restarts or _newest_checkpoint(folder) is None:
+            return None
+        log.info("requeued SLURM job (restart %d): resuming from its own checkpoint", restarts)
+        ckpt = "last"
     if str(ckpt) == "last":
-        dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
-        folder = Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
-        last = folder / "last.ckpt"
-        if not last.is_file():
+        last = _newest_checkpoint(folder)
+        if last is None:
             raise FileNotFoundError(
                 f"ckpt_path=last: there is no last.ckpt in {folder}; pass "
                 "ckpt_path=/path/to/last.ckpt, or rerun with hydra.run.dir=<the earlier run dir> "
@@ -105,13 +123,15 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return str(ckpt)
 
 
-def stable_wandb_id(cfg: DictConfig, output_dir: Path) -> None:
-    """Give a W&B run without an id one derived from its run dir, so a resumed run continues it."""
-    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if wandb_cfg is not None and wandb_cfg.get("id") is None:
-        digest = hashlib.sha1(str(output_dir.resolve()).encode()).hexdigest()[:12]
-        with open_dict(cfg):
-            wandb_cfg.id = f"{cfg.task_name}-{digest}"
+def _checkpoint_dir(cfg: DictConfig) -> Path:
+    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
+    return Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
+
+
+def _newest_checkpoint(folder: Path) -> Path | None:
+    """The newer of ``last.ckpt`` and ``interrupted.ckpt`` in ``folder``, if any."""
+    found = [p for p in (folder / "last.ckpt", folder / "interrupted.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def optimized_value(metrics: dict, name: str | None) -> float | None:
@@ -125,12 +145,11 @@ def optimized_value(metrics: dict, name: str | None) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    if cfg.get("pipeline"):
-        from emotion_lightning.cli.pipeline import run_pipeline
-
-        run_pipeline(cfg)
-        return None
-    metrics, _ = train(cfg)
+    try:
+        metrics, _ = train(cfg)
+    except SIGTERMException:  # Lightning stops on SIGTERM after checkpoints/interrupted.ckpt
+        log.warning("stopped by SIGTERM: resume with ckpt_path=last (a requeued SLURM job does)")
+        sys.exit(128 + signal.SIGTERM)
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TypedDict
 
 import lightning as L
 import numpy as np
@@ -87,8 +88,46 @@ def select_classes(
     return keep, new_labels[keep]
 
 
-class GrayImageDataModule(L.LightningDataModule):
+class LoaderOptions(TypedDict, total=False):
+    """The keywords every datamodule passes on to :class:`GrayImageDataModule` (see there)."""
+
+    image_size: int
+    batch_size: int
+    num_workers: int | None
+    augment: bool
+    augmentation: dict | None
+    pin_memory: bool | None
+
+
+class SplitLoaders:
+    """DataLoader hooks over ``self.datasets[split]`` with :func:`build_loader`'s defaults, for
+    datamodules with ``batch_size``, ``num_workers`` and ``pin_memory``; ``test`` and
+    ``predict`` read ``test_split``."""
+
+    test_split = "test"
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return build_loader(self.datasets[split], self.batch_size, shuffle, self.num_workers,
+                            self.pin_memory, self.trainer)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, shuffle=False)
+
+
+class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
     """Base class: subclasses implement :meth:`load_splits` returning uint8 images per split.
+
+    Subclasses take their own arguments and pass ``classes`` and ``**loader``
+    (:class:`LoaderOptions`: the arguments below, with these defaults) on to this class.
 
     Args:
         classes: ordered class names; label ``i`` is ``classes[i]``.
@@ -98,6 +137,7 @@ class GrayImageDataModule(L.LightningDataModule):
             torch threads together never oversubscribe the cores.
         augment: apply the training augmentation preset to the train split.
         augmentation: keyword overrides for :class:`GrayPreset` (rotate, translate, scale, ...).
+        pin_memory: page-locked batches for faster GPU copies; ``None`` pins when CUDA is there.
     """
 
     def __init__(
@@ -150,19 +190,3 @@ class GrayImageDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.setup("fit" if split in ("train", "val") else "test")
         return np.bincount(self.datasets[split].labels, minlength=len(self.class_names)).tolist()
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return build_loader(self.datasets[split], self.batch_size, shuffle, self.num_workers,
-                            self.pin_memory, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
-from emotion_lightning.data.base import GrayImageDataModule, select_classes
+from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.fer_files import load_fer
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
 SPLIT_MODES = ("official", "random")
@@ -37,7 +41,8 @@ class FERDataModule(GrayImageDataModule):
             test split, otherwise test reports on val), never splitting identical images.
         drop_blank: drop constant frames (FER holds all-black and placeholder images).
         cache_dir: where decoded images are cached (``None`` disables the cache).
-        Remaining arguments: see :class:`GrayImageDataModule`.
+        loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
+            ``pin_memory``: see :class:`GrayImageDataModule`.
     """
 
     def __init__(
@@ -51,15 +56,9 @@ class FERDataModule(GrayImageDataModule):
         seed: int = 42,
         drop_blank: bool = True,
         cache_dir: str | Path | None = "~/.cache/emotion-lightning",
-        image_size: int = 48,
-        batch_size: int = 64,
-        num_workers: int | None = None,
-        augment: bool = True,
-        augmentation: dict | None = None,
-        pin_memory: bool | None = None,
+        **loader: Unpack[LoaderOptions],
     ) -> None:
-        super().__init__(classes, image_size, batch_size, num_workers, augment, augmentation,
-                         pin_memory)
+        super().__init__(classes, **loader)
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
         if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction + 1e-9:

@@ -18,14 +18,17 @@ from tqdm.auto import tqdm
 
 from emotion_lightning.constants import FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
-from emotion_lightning.data.presets import resize_square
-from emotion_lightning.faces.images import UnreadableImage, load_gray
+from emotion_lightning.images import (
+    FER_SIZE,
+    STILL_IMAGE_SUFFIXES,
+    UnreadableImage,
+    load_gray,
+    resize_square,
+)
 
 log = logging.getLogger(__name__)
 
-FER_SIZE = 48
 USAGES = ("Training", "PublicTest", "PrivateTest")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 FOLDER_USAGE = {
     "train": "Training",
     "training": "Training",
@@ -124,7 +127,7 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
                 )
             label = FER_EMOTIONS.index(emotion)
             for file in sorted(class_dir.iterdir()):
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                if file.suffix.lower() not in STILL_IMAGE_SUFFIXES:
                     if file.is_file() and not file.name.startswith("."):
                         ignored.append(file)
                     continue
@@ -133,7 +136,7 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
                 entries.append((file, label, usage))
     if ignored:
         log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
-                    "%s, e.g. %s", len(ignored), "/".join(sorted(IMAGE_SUFFIXES)), root,
+                    "%s, e.g. %s", len(ignored), "/".join(sorted(STILL_IMAGE_SUFFIXES)), root,
                     ignored[0])
     return entries
 

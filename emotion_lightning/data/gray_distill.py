@@ -1,4 +1,4 @@
-"""GrayDistillDataModule: unlabelled RGB images as (colour, gray) view pairs for conv1 distillation.
+"""Gray distillation, the data: unlabelled RGB images as (colour, gray) view pairs.
 
 Any folder tree of colour images works (ImageNet's val set, or a small scrape of a few images
 per ImageNet class, see :mod:`emotion_lightning.data.imagenet_classes`). Each sample is one
@@ -17,16 +17,15 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD
-from emotion_lightning.data.base import build_loader
-from emotion_lightning.data.presets import to_gray
+from emotion_lightning.data.base import SplitLoaders
+from emotion_lightning.images import STILL_IMAGE_SUFFIXES, to_gray
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 #: PIL modes that carry no colour: such sources teach the student nothing and are skipped.
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
@@ -38,10 +37,10 @@ def find_rgb_images(root: str | Path) -> tuple[list[Path], int, int]:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"distillation images root {folder} is not a folder: expected a folder tree of RGB "
-            f"images ({', '.join(IMAGE_SUFFIXES)}), e.g. ImageNet's val set or a scrape of a "
+            f"images ({', '.join(sorted(STILL_IMAGE_SUFFIXES))}), e.g. ImageNet's val set or a scrape of a "
             "few images per ImageNet class; set data.root=/path/to/images"
         )
-    candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in STILL_IMAGE_SUFFIXES)
     paths, gray, unreadable = [], 0, 0
     for path in candidates:
         try:
@@ -57,7 +56,7 @@ def find_rgb_images(root: str | Path) -> tuple[list[Path], int, int]:
     if not paths:
         raise FileNotFoundError(
             f"no colour images under {folder} ({len(candidates)} files with suffixes "
-            f"{', '.join(IMAGE_SUFFIXES)}, {gray} gray, {unreadable} unreadable): expected a "
+            f"{', '.join(sorted(STILL_IMAGE_SUFFIXES))}, {gray} gray, {unreadable} unreadable): expected a "
             "folder tree of RGB images, e.g. ImageNet's val set"
         )
     return paths, gray, unreadable
@@ -110,7 +109,7 @@ class PairedImageDataset(Dataset):
             return self.views(image)
 
 
-class GrayDistillDataModule(L.LightningDataModule):
+class GrayDistillDataModule(SplitLoaders, L.LightningDataModule):
     """Colour images under ``root`` split (seeded) into train and val view pairs.
 
     The stage is unsupervised, so there is no separate test set: ``test`` reports on val.
@@ -171,15 +170,4 @@ class GrayDistillDataModule(L.LightningDataModule):
         log.info("%s: train=%d val=%d images from %s", type(self).__name__,
                  len(self.datasets["train"]), len(self.datasets["val"]), self.root)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return build_loader(self.datasets[split], self.batch_size, shuffle, self.num_workers,
-                            self.pin_memory, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    test_split = "val"  # the stage is unsupervised: test reports on the val images

@@ -1,7 +1,6 @@
-"""Every image transform of the project in one place (torchvision-references style).
+"""Every training and evaluation transform of gray face images (torchvision-references style).
 
-Training and evaluation presets for gray face images, and the conversion to gray that
-FER images, wild crops and detector inputs all share.
+The conversions they build on (to gray, resize) are in :mod:`emotion_lightning.images`.
 """
 
 from __future__ import annotations
@@ -9,33 +8,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 HxW luma (ITU-R BT.601) of an HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) image."""
-    if image.ndim == 2:
-        gray = image
-    elif image.ndim == 3 and image.shape[2] == 1:
-        gray = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] in (3, 4):
-        rgb = image[:, :, :3].astype(np.float32)
-        gray = rgb @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
-    else:
-        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
-    if gray.dtype == np.uint8:
-        return gray
-    if gray.dtype == np.uint16:
-        return (gray / 257.0 + 0.5).astype(np.uint8)
-    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-
-
-def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size x size`` with area interpolation when shrinking, cubic when growing."""
-    if gray.shape[:2] == (size, size):
-        return gray
-    shrink = gray.shape[0] > size or gray.shape[1] > size
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
+from emotion_lightning.images import (
+    resize_square,
+)
 
 
 def _albumentations():

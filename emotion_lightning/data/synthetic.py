@@ -8,12 +8,16 @@ of the features rather than a fixed template. Deterministic for a given seed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES
-from emotion_lightning.data.base import SPLITS, STAGE_SPLITS, GrayImageDataModule
+from emotion_lightning.data.base import SPLITS, STAGE_SPLITS, GrayImageDataModule, LoaderOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 SYNTHETIC_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CANVAS = 128
@@ -135,7 +139,8 @@ def make_synthetic(
 class SyntheticDataModule(GrayImageDataModule):
     """Procedural faces for any subset of the seven FER expressions; no files needed.
 
-    Train, val and test are drawn from independent seeds derived from ``seed``.
+    Train, val and test are drawn from independent seeds derived from ``seed``; ``native_size``
+    is the side they are drawn at. ``loader``: see :class:`GrayImageDataModule`.
     """
 
     def __init__(
@@ -146,15 +151,9 @@ class SyntheticDataModule(GrayImageDataModule):
         num_test: int = 500,
         native_size: int = 48,
         seed: int = 42,
-        image_size: int = 48,
-        batch_size: int = 64,
-        num_workers: int | None = None,
-        augment: bool = True,
-        augmentation: dict | None = None,
-        pin_memory: bool | None = None,
+        **loader: Unpack[LoaderOptions],
     ) -> None:
-        super().__init__(classes, image_size, batch_size, num_workers, augment,
-                         augmentation, pin_memory)
+        super().__init__(classes, **loader)
         unknown = [c for c in self.class_names if c not in SYNTHETIC_CLASSES]
         if unknown:
             raise ValueError(f"no synthetic drawing for {unknown}; known: {SYNTHETIC_CLASSES}")

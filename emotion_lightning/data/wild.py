@@ -5,19 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
-from emotion_lightning.data.base import GrayImageDataModule, select_classes
+from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
-from emotion_lightning.data.presets import resize_square
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
-from emotion_lightning.faces.images import UnreadableImage, load_gray
+from emotion_lightning.images import (
+    STILL_IMAGE_SUFFIXES,
+    UnreadableImage,
+    load_gray,
+    resize_square,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def list_class_folders(root: Path) -> list[tuple[str, str]]:
@@ -32,13 +39,13 @@ def list_class_folders(root: Path) -> list[tuple[str, str]]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = canonical_emotion(folder.name)
         for file in sorted(folder.rglob("*")):
-            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+            if file.suffix.lower() in STILL_IMAGE_SUFFIXES and file.is_file():
                 entries.append((file.relative_to(root).as_posix(), label))
             elif file.is_file() and not file.name.startswith(".") and file.suffix != ".tmp":
                 ignored.append(file)
     if ignored:
         log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
-                    "%s, e.g. %s", len(ignored), "/".join(sorted(IMAGE_SUFFIXES)), root,
+                    "%s, e.g. %s", len(ignored), "/".join(sorted(STILL_IMAGE_SUFFIXES)), root,
                     ignored[0])
     if not entries:
         raise FileNotFoundError(f"no images in {root}/<emotion>/ folders")
@@ -84,10 +91,12 @@ class WildDataModule(GrayImageDataModule):
             and reports on the same images; 0 makes the test split the val split (the recipe).
         exclude_file: exclusion list (``label/file`` per line, written by the review page);
             default ``root/exclude.txt`` when it exists. Excluded files are skipped, not deleted.
-        detect_faces: ``root`` holds raw photos: detect, crop (FER framing) and cache first.
+        detect_faces: ``root`` holds raw photos: :meth:`prepare_data` detects and crops their
+            faces (FER framing) into the cache, as ``emotion-faces build`` does.
         face_policy, min_face_prob: face selection when ``detect_faces``.
         cache_dir: decoded crops (and detected faces) are cached here; ``None`` disables.
-        Remaining arguments: see :class:`GrayImageDataModule`.
+        loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
+            ``pin_memory``: see :class:`GrayImageDataModule`.
     """
 
     def __init__(
@@ -102,15 +111,9 @@ class WildDataModule(GrayImageDataModule):
         face_policy: str = "exactly_one",
         min_face_prob: float = 0.95,
         cache_dir: str | Path | None = "~/.cache/emotion-lightning",
-        image_size: int = 48,
-        batch_size: int = 64,
-        num_workers: int | None = None,
-        augment: bool = True,
-        augmentation: dict | None = None,
-        pin_memory: bool | None = None,
+        **loader: Unpack[LoaderOptions],
     ) -> None:
-        super().__init__(classes, image_size, batch_size, num_workers, augment, augmentation,
-                         pin_memory)
+        super().__init__(classes, **loader)
         if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction:
             raise ValueError(f"need 0 < train_fraction and train + test < 1, got "
                              f"{train_fraction}, {test_fraction}")
@@ -124,24 +127,48 @@ class WildDataModule(GrayImageDataModule):
         self.min_face_prob = min_face_prob
         self.cache_dir = cache_dir
 
+    def prepare_data(self) -> None:
+        """With ``detect_faces``: crop the faces of the raw photos not cropped yet.
+
+        Lightning calls this on one process per node before any :meth:`setup`, so the face
+        detector never runs on every DDP process at once.
+        """
+        if not self.detect_faces:
+            return
+        from emotion_lightning.faces.build import FaceDatasetBuilder
+        from emotion_lightning.faces.detector import FaceDetector
+
+        builder = FaceDatasetBuilder(FaceDetector(min_prob=self.min_face_prob),
+                                     policy=self.face_policy)
+        builder.build(self.root, self._crop_root(), classes=self.class_names)
+
     def _crop_root(self) -> Path:
-        """The folder of crops: ``root`` itself, or detected faces cached from raw photos."""
+        """The folder of crops: ``root`` itself, or the cache folder of the detected faces."""
         if not self.detect_faces:
             return self.root
-        from emotion_lightning.faces import FaceDatasetBuilder, FaceDetector
-
         if self.cache_dir is None:
             raise ValueError("detect_faces needs a cache_dir to write the crops to")
         key = fingerprint(["wild-faces", str(self.root.resolve()), self.face_policy,
                            self.min_face_prob])
-        out = Path(self.cache_dir).expanduser() / f"faces-{key}"
-        builder = FaceDatasetBuilder(FaceDetector(min_prob=self.min_face_prob),
-                                     policy=self.face_policy)
-        builder.build(self.root, out, classes=self.class_names)  # resumable: only new photos
-        return out
+        return Path(self.cache_dir).expanduser() / f"faces-{key}"
+
+    def _require_detected_faces(self, crop_root: Path) -> None:
+        """Fail, saying what to run, unless every raw photo has been through face detection."""
+        from emotion_lightning.faces.build import unprocessed_sources
+        from emotion_lightning.faces.report import REPORT_NAME, read_report
+
+        report = read_report(crop_root / REPORT_NAME)
+        pending = unprocessed_sources(self.root, report, self.class_names)
+        if pending:
+            raise FileNotFoundError(
+                f"detect_faces=true: {len(pending)} photo(s) under {self.root} (e.g. "
+                f"{pending[0].relpath}) have not been through face detection; call "
+                "prepare_data() before setup() (a Lightning Trainer does), or run `emotion-faces "
+                f"build raw_dir={self.root} out_dir=DIR` and use root=DIR, detect_faces=false"
+            )
 
     def _excluded(self, crop_root: Path) -> set[str]:
-        from emotion_lightning.faces import EXCLUDE_NAME, read_exclusions
+        from emotion_lightning.faces.exclusions import EXCLUDE_NAME, read_exclusions
 
         path = Path(self.exclude_file) if self.exclude_file else crop_root / EXCLUDE_NAME
         if self.exclude_file and not path.is_file():
@@ -150,6 +177,8 @@ class WildDataModule(GrayImageDataModule):
 
     def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         crop_root = self._crop_root()
+        if self.detect_faces:
+            self._require_detected_faces(crop_root)
         excluded = self._excluded(crop_root)
         entries = [(rel, label) for rel, label in list_class_folders(crop_root)
                    if rel not in excluded]

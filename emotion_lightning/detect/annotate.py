@@ -1,7 +1,7 @@
 """Annotate images, folders, globs, videos and webcams into an output folder.
 
 Each input gets an annotated copy (``<output_dir>/<name>``; videos as MP4 at the source's
-frame rate and size) and one row per face per searched frame in
+frame rate and size, H.264 where PyAV is installed, optionally with the source's audio) and one row per face per searched frame in
 ``<output_dir>/detections.csv``; ``<output_dir>/summary.json`` lists what was done and
 skipped. Rows are flushed frame by frame and video writers are closed whatever happens,
 so a run that fails or is stopped (Ctrl-C, or SIGTERM from ``kill``, ``timeout``, systemd
@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -36,7 +36,9 @@ from emotion_lightning.detect.sources import (
     collect_media,
 )
 from emotion_lightning.detect.table import DetectionTable
-from emotion_lightning.faces.images import UnreadableImage, load_image
+from emotion_lightning.detect.tracking import FaceTracker
+from emotion_lightning.detect.video_writer import VIDEO_CODECS, open_video_writer
+from emotion_lightning.images import UnreadableImage, load_image
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class SourceReport:
     searched: int = 0  # frames searched for faces (every n-th frame of a video)
     faces: int = 0  # rows written to the table
     output: str | None = None  # the annotated file
+    codec: str | None = None  # the annotated video's codec: h264 or mp4v
     note: str | None = None  # e.g. a video that ended early
 
 
@@ -124,8 +127,13 @@ class MediaAnnotator:
     Args:
         detector: finds and classifies the faces.
         output_dir: where the annotated files, ``detections.csv`` and ``summary.json`` go.
-        every_n_frames: search faces in every n-th video frame; the frames between are
-            drawn with the last search's faces (the annotated video keeps every frame).
+        every_n_frames: search faces in every n-th video frame (the annotated video keeps
+            every frame).
+        track: follow the faces between searches (optical flow), give each a track id, and
+            classify every face on every frame; ``False``: the frames between searches show
+            the last search's faces and only searched frames get rows.
+        smoothing: with ``track``, weight of the past in each track's running average of
+            class probabilities, used for the drawn label and ``track_label`` (0: none).
         batch_size: images or searched video frames per detector batch (video frames in
             between are held in memory until their batch is done).
         max_frames: stop each video or webcam after this many frames (``None``: the end).
@@ -133,6 +141,9 @@ class MediaAnnotator:
         bars: draw the per-class probability chart beside each face.
         overwrite: replace existing output files instead of refusing to start.
         progress: show a progress bar with frames per second.
+        video_codec: ``auto`` (H.264 when PyAV can encode it, else mp4v with a warning),
+            ``h264`` (fail without it) or ``mp4v`` (OpenCV; browsers do not play it).
+        keep_audio: copy a video file's audio track into its annotated copy (H.264 only).
     """
 
     def __init__(
@@ -146,7 +157,15 @@ class MediaAnnotator:
         bars: bool = True,
         overwrite: bool = False,
         progress: bool = True,
+        video_codec: str = "auto",
+        keep_audio: bool = False,
+        track: bool = True,
+        smoothing: float = 0.0,
     ) -> None:
+        if video_codec not in VIDEO_CODECS:
+            raise ValueError(f"video_codec must be one of {VIDEO_CODECS}, got {video_codec!r}")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if every_n_frames < 1:
             raise ValueError(f"every_n_frames must be at least 1, got {every_n_frames}")
         if batch_size < 1:
@@ -162,6 +181,10 @@ class MediaAnnotator:
         self.bars = bars
         self.overwrite = overwrite
         self.progress = progress
+        self.video_codec = video_codec
+        self.keep_audio = keep_audio
+        self.track = track
+        self.smoothing = smoothing
 
     def run(self, inputs: str | int | Sequence[str | int]) -> RunReport:
         """Annotate every input; unreadable inputs are reported, skipped and listed."""
@@ -255,16 +278,21 @@ class MediaAnnotator:
         writer = None
         pending: list[Frame] = []
         faces: list[FaceEmotion] = []
+        tracker = FaceTracker(smoothing=self.smoothing) if self.track else None
+        live = item.kind == "webcam"  # write each frame as soon as it is annotated
         try:
             for frame in reader.frames(self.max_frames):
                 if writer is None and self.save_annotated:
-                    writer = VideoFileWriter(path, reader.fps, frame.rgb.shape)
+                    audio = item.location if self.keep_audio and item.kind == "video" else None
+                    writer = open_video_writer(path, reader.fps, frame.rgb.shape,
+                                               self.video_codec, audio)
                     entry.output = str(path)
+                    entry.codec = writer.codec
                 pending.append(frame)
                 entry.frames += 1
-                if sum(self._searched(f) for f in pending) == self.batch_size:
-                    faces = self._flush(item, pending, faces, writer, table, entry, bar)
-            faces = self._flush(item, pending, faces, writer, table, entry, bar)
+                if live or sum(self._searched(f) for f in pending) == self.batch_size:
+                    faces = self._flush(item, pending, faces, tracker, writer, table, entry, bar)
+            faces = self._flush(item, pending, faces, tracker, writer, table, entry, bar)
         finally:
             reader.close()
             if writer is not None:
@@ -279,8 +307,11 @@ class MediaAnnotator:
     def _searched(self, frame: Frame) -> bool:
         return frame.index % self.every_n_frames == 0
 
-    def _flush(self, item, pending: list[Frame], faces, writer, table, entry, bar):
+    def _flush(self, item, pending: list[Frame], faces, tracker, writer, table, entry, bar):
         """Search the pending key frames in one batch, then write every pending frame."""
+        if tracker is not None:
+            self._flush_tracked(item, pending, tracker, writer, table, entry, bar)
+            return faces
         keys = [f for f in pending if self._searched(f)]
         found = dict(zip((f.index for f in keys),
                          self.detector.detect_batch([f.rgb for f in keys]) if keys else [],
@@ -296,6 +327,33 @@ class MediaAnnotator:
             bar.update(1)
         pending.clear()
         return faces
+
+    def _flush_tracked(self, item, pending: list[Frame], tracker: FaceTracker, writer, table,
+                       entry, bar) -> None:
+        """Search the pending key frames in one batch, follow the faces through every pending
+        frame, classify all their faces together, then write each frame."""
+        keys = [f for f in pending if self._searched(f)]
+        found = dict(zip((f.index for f in keys),
+                         self.detector.find_faces([f.rgb for f in keys]) if keys else [],
+                         strict=True))
+        tracked = [tracker.update(cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY), found.get(f.index))
+                   for f in pending]
+        classified = self.detector.classify([f.rgb for f in pending], [d for d, _ in tracked])
+        names = self.detector.class_names
+        for frame, (_, ids), raw in zip(pending, tracked, classified, strict=True):
+            raw = [replace(face, track=i) for face, i in zip(raw, ids, strict=True)]
+            scores = np.array([[f.probabilities[n] for n in names] for f in raw], np.float32)
+            shown = [FaceEmotion.from_scores(np.array(f.box), f.det_prob, names, p, f.track)
+                     for f, p in zip(raw, tracker.smooth(ids, scores.reshape(-1, len(names))),
+                                     strict=True)]
+            table.write_frame(item.source, frame.index, frame.timestamp, raw,
+                              [f.label for f in shown])
+            entry.searched += frame.index in found
+            entry.faces += len(raw)
+            if writer is not None:
+                writer.write(draw_faces(frame.rgb, shown, names, self.bars))
+            bar.update(1)
+        pending.clear()
 
 
 def _groups(media: list[Media], batch_size: int) -> Iterator[list[Media]]:
@@ -330,32 +388,3 @@ def _announced_frames(media: list[Media], max_frames: int | None) -> int | None:
         else:
             total += 1 if item.kind == "image" else max_frames
     return total
-
-
-class VideoFileWriter:
-    """An MP4 (OpenCV's mp4v codec) of RGB frames of the given ``shape`` (height, width, ...).
-
-    Every frame reaches OpenCV as a C-contiguous BGR array: ``VideoWriter.write`` reads
-    the buffer as if it were contiguous and can crash on a view (a flipped or cropped
-    frame).
-    """
-
-    def __init__(self, path: str | Path, fps: float, shape: tuple[int, ...]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.height, self.width = shape[:2]
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                       (self.width, self.height))
-        if not self._writer.isOpened():
-            raise OSError(f"cannot write the video {self.path} with OpenCV's mp4v codec")
-
-    def write(self, rgb: np.ndarray) -> None:
-        frame = np.ascontiguousarray(rgb)
-        if frame.shape[:2] != (self.height, self.width):
-            raise ValueError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} in a "
-                             f"{self.width}x{self.height} video")
-        code = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
-        self._writer.write(np.ascontiguousarray(cv2.cvtColor(frame, code)))
-
-    def release(self) -> None:
-        self._writer.release()

@@ -13,13 +13,15 @@ import torch
 from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.detect.drawing import draw_faces
 from emotion_lightning.detect.results import FaceEmotion
-from emotion_lightning.faces.crop import FER_SIZE, crop_face
+from emotion_lightning.faces.crop import crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
-from emotion_lightning.faces.images import load_image
+from emotion_lightning.images import FER_SIZE, as_rgb
 from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
 
 #: An RGB (or gray) uint8 array, or the path of an image file.
 ImageLike = np.ndarray | str | Path
+#: Faces classified per forward pass (bounds memory when a video batch holds many faces).
+CLASSIFY_CHUNK = 64
 
 
 class FaceFinder(Protocol):
@@ -36,15 +38,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device} but no CUDA GPU is available; use device=cpu")
     return device
-
-
-def as_rgb(image: ImageLike) -> np.ndarray:
-    """The uint8 RGB (or gray) array of ``image``, decoding it (EXIF-upright) if it is a path."""
-    if isinstance(image, (str, Path)):
-        return load_image(image).rgb
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image array or a file path, got {type(image).__name__}")
-    return image
 
 
 class EmotionDetector:
@@ -81,7 +74,7 @@ class EmotionDetector:
     def from_checkpoint(
         cls,
         path: str | Path,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         min_face_prob: float = 0.95,
         min_face_size: int = 20,
         face_batch_size: int = 16,
@@ -133,16 +126,18 @@ class EmotionDetector:
     def classify(
         self, images: Sequence[np.ndarray], detections: Sequence[Detections]
     ) -> list[list[FaceEmotion]]:
-        """Classify the detected faces of every image in one forward pass."""
+        """Classify the detected faces of every image, batched (``CLASSIFY_CHUNK`` at a time)."""
         crops = [
             crop_face(image, box, self.crop_size, self.margin)
             for image, found in zip(images, detections, strict=True)
             for box in found.boxes
         ]
-        probs = np.zeros((0, len(self.class_names)), np.float32)
-        if crops:
-            batch = normalize_batch(crops, self.image_size).to(self.classifier.device)
-            probs = self.classifier.predict_proba(batch).float().cpu().numpy()
+        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        for start in range(0, len(crops), CLASSIFY_CHUNK):
+            batch = normalize_batch(crops[start:start + CLASSIFY_CHUNK], self.image_size)
+            chunks.append(self.classifier.predict_proba(batch.to(self.classifier.device))
+                          .float().cpu().numpy())
+        probs = np.concatenate(chunks)
         results, start = [], 0
         for found in detections:
             scores = probs[start : start + len(found)]

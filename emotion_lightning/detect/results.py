@@ -17,10 +17,12 @@ class FaceEmotion:
     probabilities: dict[str, float]  # class name -> probability, in the model's class order
     label: str  # the most probable class
     confidence: float  # its probability
+    track: int | None = None  # the face's track id in a video (None for still images)
 
     @classmethod
     def from_scores(
-        cls, box: np.ndarray, det_prob: float, class_names: Sequence[str], probs: np.ndarray
+        cls, box: np.ndarray, det_prob: float, class_names: Sequence[str], probs: np.ndarray,
+        track: int | None = None,
     ) -> FaceEmotion:
         """Build a result from a box, its detection probability and the class probabilities."""
         top = int(np.argmax(probs))
@@ -30,4 +32,5 @@ class FaceEmotion:
             probabilities={name: float(p) for name, p in zip(class_names, probs, strict=True)},
             label=class_names[top],
             confidence=float(probs[top]),
+            track=track,
         )

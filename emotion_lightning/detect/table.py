@@ -8,10 +8,11 @@ from pathlib import Path
 
 from emotion_lightning.detect.results import FaceEmotion
 
-#: Columns before the one-per-class probability columns.
+#: Columns before the one-per-class probability columns. ``track`` is the face's track id in
+#: a video; ``track_label`` its label after smoothing along the track (``label`` without).
 FIXED_COLUMNS = (
-    "source", "frame", "timestamp", "face",
-    "x1", "y1", "x2", "y2", "det_prob", "label", "confidence",
+    "source", "frame", "timestamp", "face", "track",
+    "x1", "y1", "x2", "y2", "det_prob", "label", "confidence", "track_label",
 )
 
 
@@ -35,14 +36,18 @@ class DetectionTable:
         self.rows = 0
 
     def write_frame(
-        self, source: str, frame: int, timestamp: float | None, faces: Sequence[FaceEmotion]
+        self, source: str, frame: int, timestamp: float | None, faces: Sequence[FaceEmotion],
+        track_labels: Sequence[str] | None = None,
     ) -> None:
-        """One row per face; ``timestamp`` is ``None`` for still images (an empty cell)."""
+        """One row per face (its raw probabilities); ``timestamp`` is ``None`` for still images
+        (an empty cell), as is ``track`` outside videos. ``track_labels`` default to the labels."""
         stamp = "" if timestamp is None else f"{timestamp:.3f}"
-        for number, face in enumerate(faces):
+        labels = track_labels if track_labels is not None else [f.label for f in faces]
+        for number, (face, track_label) in enumerate(zip(faces, labels, strict=True)):
             self._writer.writerow([
-                source, frame, stamp, number, *(f"{v:.1f}" for v in face.box),
-                f"{face.det_prob:.4f}", face.label, f"{face.confidence:.4f}",
+                source, frame, stamp, number, "" if face.track is None else face.track,
+                *(f"{v:.1f}" for v in face.box), f"{face.det_prob:.4f}", face.label,
+                f"{face.confidence:.4f}", track_label,
                 *(f"{face.probabilities[name]:.4f}" for name in self.class_names),
             ])
         self.rows += len(faces)

@@ -2,30 +2,24 @@
 
 from emotion_lightning.faces.boxes import box_iou, match_boxes, square_box
 from emotion_lightning.faces.build import FaceDatasetBuilder
-from emotion_lightning.faces.crop import FER_SIZE, crop_face, crop_square
+from emotion_lightning.faces.crop import crop_face, crop_square
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions, read_exclusions
-from emotion_lightning.faces.images import DecodedImage, UnreadableImage, decode_image, load_image
 from emotion_lightning.faces.policy import POLICIES, FaceChoice, choose_face
 from emotion_lightning.faces.review import write_review_pages
 
 __all__ = [
     "EXCLUDE_NAME",
-    "FER_SIZE",
     "POLICIES",
-    "DecodedImage",
     "Detections",
     "FaceChoice",
     "FaceDatasetBuilder",
     "FaceDetector",
-    "UnreadableImage",
     "add_exclusions",
     "box_iou",
     "choose_face",
     "crop_face",
     "crop_square",
-    "decode_image",
-    "load_image",
     "match_boxes",
     "read_exclusions",
     "square_box",

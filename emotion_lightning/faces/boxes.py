@@ -28,15 +28,23 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_boxes(
-    predicted: np.ndarray, truth: np.ndarray, min_iou: float = 0.5
-) -> tuple[int, int, int]:
-    """Greedy one-to-one matching by IoU: ``(true positives, false positives, missed)``."""
-    iou = box_iou(predicted, truth)
-    matched = 0
+def match_pairs(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching by highest IoU (``>= min_iou``): pairs ``(i, j)`` of
+    ``a[i]`` and ``b[j]``."""
+    iou = box_iou(a, b)
+    pairs = []
     while iou.size and iou.max() >= min_iou:
         row, col = np.unravel_index(np.argmax(iou), iou.shape)
         iou[row, :] = -1.0
         iou[:, col] = -1.0
-        matched += 1
-    return matched, len(iou) - matched, iou.shape[1] - matched
+        pairs.append((int(row), int(col)))
+    return pairs
+
+
+def match_boxes(
+    predicted: np.ndarray, truth: np.ndarray, min_iou: float = 0.5
+) -> tuple[int, int, int]:
+    """Greedy one-to-one matching by IoU: ``(true positives, false positives, missed)``."""
+    matched = len(match_pairs(predicted, truth, min_iou))
+    predicted_count, true_count = len(np.reshape(predicted, (-1, 4))), len(np.reshape(truth, (-1, 4)))
+    return matched, predicted_count - matched, true_count - matched

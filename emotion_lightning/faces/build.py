@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from emotion_lightning.constants import canonical_emotion
-from emotion_lightning.faces.crop import FER_SIZE, crop_face
+from emotion_lightning.faces.crop import crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
-from emotion_lightning.faces.images import DecodedImage, UnreadableImage, decode_image
 from emotion_lightning.faces.policy import POLICIES, choose_face
 from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report, repair_report
+from emotion_lightning.images import FER_SIZE, DecodedImage, UnreadableImage, decode_image
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import source_info
 
@@ -61,6 +61,14 @@ def find_sources(raw_dir: str | Path, classes: Sequence[str] | None = None) -> l
             + (f" for classes {sorted(wanted)}" if wanted else "")
         )
     return sources
+
+
+def unprocessed_sources(
+    raw_dir: str | Path, report: Iterable[dict[str, str]], classes: Sequence[str] | None = None
+) -> list[Source]:
+    """The sources of :func:`find_sources` without a row in ``report`` (the build's rows)."""
+    done = {row["source"] for row in report}
+    return [source for source in find_sources(raw_dir, classes) if source.relpath not in done]
 
 
 def crop_name(relpath: str) -> str:
@@ -116,13 +124,11 @@ class FaceDatasetBuilder:
     ) -> list[dict[str, str]]:
         """Process every source without a report row; return all report rows."""
         raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-        sources = find_sources(raw_dir, classes)
-        out_dir.mkdir(parents=True, exist_ok=True)
         report_path = out_dir / REPORT_NAME
         repair_report(report_path)
         previous = read_report(report_path)
-        done = {row["source"] for row in previous}
-        pending = [source for source in sources if source.relpath not in done]
+        pending = unprocessed_sources(raw_dir, previous, classes)
+        out_dir.mkdir(parents=True, exist_ok=True)
         index = DuplicateIndex(self.near_duplicate_distance)
         for row in previous:
             if row["status"] == "kept":

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_lightning.data.presets import resize_square, to_gray
 from emotion_lightning.faces.boxes import square_box
-
-#: FER2013's image side.
-FER_SIZE = 48
+from emotion_lightning.images import FER_SIZE, resize_square, to_gray
 
 
 def crop_square(image: np.ndarray, box: np.ndarray) -> np.ndarray:

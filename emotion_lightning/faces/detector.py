@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from emotion_lightning.images import as_rgb
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -99,7 +101,7 @@ class FaceDetector:
         for indices in by_size.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                batch = np.stack([_as_rgb(images[i]) for i in chunk])
+                batch = np.stack([as_rgb(images[i]) for i in chunk])
                 for index, found in zip(chunk, self._detect_batch(batch), strict=True):
                     results[index] = found
         return results
@@ -121,15 +123,3 @@ class FaceDetector:
             )
         return found
 
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 view of an HxW, HxWx1, HxWx3 or HxWx4 image."""
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {image.dtype}; decode files with load_image")
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim == 3 and image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        return image[:, :, :3]
-    raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")

@@ -8,7 +8,7 @@ from importlib import import_module
 from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_from_rgb
 from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
 
-_LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "distiller"}
+_LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "gray_distill"}
 __all__ = [
     "Conv1Distiller",
     "EmotionClassifier",

@@ -65,7 +65,7 @@ class EmotionClassifier(L.LightningModule):
         test_time_flip: average predictions over the image and its mirror in val/test/predict.
         test_time_shift: in test/predict, also average over the image moved this many pixels
             diagonally four ways (border black, like the training pad-and-crop): 5 views, 10
-            with the flip. 0: off. Validation, run every epoch, uses the flip only.
+            with the flip. 0: off. Validation during fit (every epoch) uses the flip only.
         decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
             with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
@@ -124,6 +124,7 @@ class EmotionClassifier(L.LightningModule):
             {f"{s}_": ConfusionMatrix(task="multiclass", num_classes=n) for s in ("val", "test")}
         )
         self.val_acc_best = MaxMetric()
+        self._confusion_matrices: dict[str, list[list[int]]] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -171,7 +172,8 @@ class EmotionClassifier(L.LightningModule):
 
     def _eval_step(self, stage: str, batch) -> None:
         x, y = batch
-        probs = self.predict_proba(x, shifts=stage != "val")
+        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
+        probs = self.predict_proba(x, shifts=not (fitting and stage == "val"))
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=self.class_weight)
         self.metrics[f"{stage}_"].update(probs, y)
         self.confusion[f"{stage}_"].update(probs, y)
@@ -223,6 +225,14 @@ class EmotionClassifier(L.LightningModule):
             logger.log_table(key="test/samples", columns=["image", "true", "predicted", "confidence"],
                              data=rows)
 
+    def confusion_matrix(self, stage: str = "test") -> list[list[int]]:
+        """The confusion matrix of the last ``val`` or ``test`` epoch, summed over every process:
+        rows are true classes, columns predicted ones, both in ``class_names`` order."""
+        if stage not in self._confusion_matrices:
+            raise KeyError(f"no {stage} epoch has ended yet: run trainer.test or trainer.validate "
+                           "with this model first")
+        return self._confusion_matrices[stage]
+
     def _log_confusion(self, stage: str) -> None:
         matrix = self.confusion[f"{stage}_"].compute().cpu().numpy()  # synced across processes
         self.confusion[f"{stage}_"].reset()
@@ -230,7 +240,7 @@ class EmotionClassifier(L.LightningModule):
         for name, values in scores.items():
             for key in ("precision", "recall", "f1"):
                 self.log(f"{stage}/{key}/{name}", values[key])
-        self.last_confusion = {"stage": stage, "matrix": matrix.tolist()}
+        self._confusion_matrices[stage] = matrix.tolist()
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         out = Path(self.trainer.default_root_dir) / f"{stage}_confusion_matrix"

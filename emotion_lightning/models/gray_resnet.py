@@ -78,7 +78,7 @@ def build_gray_resnet(
         num_classes: size of the new head.
         conv1_init: ``random`` (the recipe) or ``rgb_sum`` (sum of the pretrained RGB filters).
         weights: ``None``, ``"imagenet"`` (torchvision's, cached or downloaded) or a local file
-            (a state dict, or a checkpoint from the distiller or the classifier).
+            (a state dict, or a checkpoint from the Conv1Distiller or the classifier).
     """
     if conv1_init not in CONV1_INITS:
         raise ValueError(f"conv1_init must be one of {CONV1_INITS}, got {conv1_init!r}")

@@ -8,11 +8,14 @@ A researcher adds a backbone with::
     def my_net(num_classes: int, conv1_init: str, weights: str | None) -> nn.Module: ...
 
 and selects it with ``model.arch=my_net``; every test parametrised over
-``list_backbones()`` then covers it too.
+``list_backbones()`` then covers it too. A builder in your own package needs no import
+hook: ``model.arch=my_pkg.backbones:my_net`` imports ``my_pkg.backbones`` and calls its
+``my_net`` (checkpoints record that name, so loading them imports it again).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from torch import nn
@@ -41,12 +44,27 @@ def list_backbones() -> list[str]:
 def create_backbone(
     name: str, num_classes: int, conv1_init: str = "random", weights: str | None = None
 ) -> nn.Module:
-    """Build a registered 1-channel backbone with a ``num_classes`` head."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
+    """Build a 1-channel backbone with a ``num_classes`` head: a registered ``name``, or
+    ``"module:builder"`` for a builder defined outside this package."""
+    builder = _external_builder(name) if ":" in name else _REGISTRY.get(name)
+    if builder is None:
         raise ValueError(
             f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}. "
-            "Register your own with emotion_lightning.models.register_backbone."
-        ) from None
+            "Register your own with emotion_lightning.models.register_backbone, or name it "
+            "as module:builder (model.arch=my_pkg.backbones:my_net)."
+        )
     return builder(num_classes=num_classes, conv1_init=conv1_init, weights=weights)
+
+
+def _external_builder(name: str) -> BackboneBuilder:
+    """The callable ``attr`` of ``module`` for ``name="module:attr"``, importing the module."""
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"backbone {name!r}: cannot import {module_name!r} ({err}); install "
+                         "your package or add its folder to PYTHONPATH") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise ValueError(f"backbone {name!r}: {module_name} has no callable {attr!r}")
+    return builder

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from emotion_lightning.data.presets import to_gray
+from emotion_lightning.images import to_gray
 
 
 def sha256_hex(data: bytes) -> str:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import requests
 from icrawler import ImageDownloader
 
-from emotion_lightning.faces.images import IMAGE_EXTENSIONS, UnreadableImage, decode_image
+from emotion_lightning.images import IMAGE_EXTENSIONS, UnreadableImage, decode_image
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import ScrapeManifest
 from emotion_lightning.scrape.queries import Query

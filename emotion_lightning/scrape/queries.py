@@ -42,7 +42,7 @@ def plan_queries(
         if label not in known:
             raise ValueError(
                 f"no queries for class {name!r}; the query preset has {', '.join(sorted(known))}. "
-                "Add a list for it to the preset (conf/scrape/) or drop it from classes."
+                "Add a list for it to the preset (conf/query_plan/) or drop it from classes."
             )
         for position, entry in enumerate(known[label]):
             text, cap = _parse_entry(entry, label, main_cap if position == 0 else synonym_cap)
