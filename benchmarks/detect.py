@@ -133,14 +133,14 @@ def main() -> None:
         runs = []
         for every in args.every_n_frames:
             out = Path(tmp) / f"every{every}"
-            run = {"every_n_frames": every, "tracked": every > 1,
+            run = {"every_n_frames": every,
                    **annotate(detector, video, out, every, args.batch_size)}
             run["speed_vs_bare_mtcnn"] = run["frames_per_second"] / bare_fps
             run["reference_boxes_matched"] = matched_share(
                 reference, table_boxes(out / "detections.csv", len(reference)))
             runs.append(run)
-            print(f"emotion-detect every_n_frames={every} ({'tracked' if every > 1 else 'searched'}"
-                  f"): {run['frames_per_second']:.2f} frames/s = {run['speed_vs_bare_mtcnn']:.2f}x"
+            print(f"emotion-detect every_n_frames={every}: "
+                  f"{run['frames_per_second']:.2f} frames/s = {run['speed_vs_bare_mtcnn']:.2f}x"
                   f" bare MTCNN, {100 * run['reference_boxes_matched']:.1f}% of its boxes matched")
     result = {
         "task": "annotate a panning video: bare MTCNN vs emotion-detect (searched / tracked)",
