@@ -203,7 +203,10 @@ def test_a_signal_stops_emotion_detect_with_a_playable_video_and_a_summary(
             [*detect_command(), f"ckpt_path={checkpoint}", f"input={video}",
              f"output_dir={out}", "batch_size=1", "threads=1", "progress=true",
              f"paths.log_dir={tmp_path / 'logs'}"],
-            stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path)
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path,
+            # a suite started in the background (`cmd &`) ignores SIGINT, and so would the
+            # child: give it the default, as a terminal's Ctrl-C finds it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 180
             while frames_done(err) < 3:

@@ -27,6 +27,7 @@ from emotion_lightning.detect import (
 )
 from emotion_lightning.faces import Detections, crop_face
 from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.runtime import auto_precision
 from tests.conftest import CLASSES, compose_cfg
 
 
@@ -64,7 +65,7 @@ def read_table(path: Path) -> list[dict]:
 # -- EmotionDetector -----------------------------------------------------------------------
 def test_batch_is_classified_in_one_forward_with_the_eval_preprocessing(classifier):
     boxes = [[10, 12, 50, 60], [80, 20, 130, 75]]
-    detector = EmotionDetector(classifier, StubFinder(boxes))
+    detector = EmotionDetector(classifier, StubFinder(boxes), precision="32-true")
     calls = []
     hook = classifier.net.register_forward_hook(lambda *args: calls.append(1))
     try:
@@ -85,6 +86,22 @@ def test_batch_is_classified_in_one_forward_with_the_eval_preprocessing(classifi
     assert face.label == CLASSES[int(np.argmax(expected))]
     assert face.confidence == pytest.approx(float(expected.max()), abs=1e-5)
     assert face.det_prob == pytest.approx(0.96)
+
+
+def test_classifier_precision_follows_training_auto_choice_and_stays_close(classifier):
+    boxes = [[10, 12, 50, 60], [80, 20, 130, 75]]
+    images = [photo(seed=s) for s in range(2)]
+    exact = EmotionDetector(classifier, StubFinder(boxes), precision="32-true")
+    half = EmotionDetector(classifier, StubFinder(boxes), precision="bf16-mixed")
+    for fp32, bf16 in zip(exact.detect_batch(images), half.detect_batch(images), strict=True):
+        for a, b in zip(fp32, bf16, strict=True):
+            np.testing.assert_allclose(list(a.probabilities.values()),
+                                       list(b.probabilities.values()), atol=0.03)
+    auto = EmotionDetector(classifier, StubFinder(boxes))
+    expected = {"bf16-mixed": torch.bfloat16, "32-true": None}[auto_precision("cpu")[0]]
+    assert auto._autocast == expected
+    with pytest.raises(ValueError, match="precision must be auto or one of 32-true"):
+        EmotionDetector(classifier, StubFinder(boxes), precision="fp8")
 
 
 def test_detect_accepts_paths_and_annotate_draws_a_copy(classifier, tmp_path):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from emotion_lightning.faces import (
@@ -53,6 +54,22 @@ def test_detector_finds_labelled_faces_in_group_photos(detector):
     assert faces == 30
     assert hits / faces >= 0.95, f"recall {hits}/{faces}"
     assert false_positives <= 1
+
+
+@requires_shared("group/face_boxes_dlib.json")
+def test_channels_last_mtcnn_finds_the_same_faces(detector):
+    """The CPU detector's NHWC networks (faster pooling) give the NCHW networks' detections."""
+    nets = (detector.mtcnn.pnet, detector.mtcnn.rnet, detector.mtcnn.onet)
+    assert all(net.conv1.weight.is_contiguous(memory_format=torch.channels_last) for net in nets)
+    images = [load_image(path).rgb for path in sorted(GROUP.glob("voc_*.jpg"))[:2]]
+    fast = detector.detect(images)
+    reference = FaceDetector(batch_size=4)
+    for net in (reference.mtcnn.pnet, reference.mtcnn.rnet, reference.mtcnn.onet):
+        net.to(memory_format=torch.contiguous_format)
+    for one, other in zip(fast, reference.detect(images), strict=True):
+        assert len(one) == len(other) > 0
+        np.testing.assert_allclose(one.boxes, other.boxes, atol=0.05)
+        np.testing.assert_allclose(one.landmarks, other.landmarks, atol=0.05)
 
 
 @requires_shared("wild")

@@ -79,6 +79,10 @@ def test_optuna_sweep_two_trials_and_report(tmp_path, wild_root):
     table = out["md"].read_text()
     assert "callbacks.freeze.trainable_last" in table and "model.optimizer.lr" in table
     assert table.count("| done |") == 2 and out["png"].stat().st_size > 1000
+    header, _, *rows = [line.strip("|").split(" | ") for line in table.splitlines()[2:]]
+    column = [h.strip() for h in header].index("model.optimizer.lr")
+    lrs = [row[column].strip() for row in rows]  # sampled floats, shown to 3 significant digits
+    assert all(lr == f"{float(lr):.3g}" for lr in lrs), lrs
     proc = run_cli(["emotion-sweep-report", str(sweep)], cwd=tmp_path)
     assert "sorted by val/balanced_acc" in proc.stdout
 

@@ -60,6 +60,22 @@ def test_a_box_follows_its_texture():
     assert follow_box(flat, flat, truth(30, 20)) is None  # nothing to follow
 
 
+def test_boxes_follow_a_fast_pan_and_faces_without_corners_move_with_it():
+    wide = np.full((120, 400), 10, np.uint8)
+    for seed, x in enumerate((40, 130)):
+        wide[30:30 + PATCH, x:x + PATCH] = texture(seed)
+    wide[15:85, 205:275] = 200  # a flat patch: the box inside it has no corners to follow
+    boxes = [truth(40, 30), truth(130, 30), truth(220, 30)]
+    tracker = FaceTracker()
+    tracker.update(np.ascontiguousarray(wide[:, :300]), detections(*boxes))
+    for step in (1, 2):  # the camera pans 34 px a frame: the scene moves left
+        frame = np.ascontiguousarray(wide[:, 34 * step:34 * step + 300])
+        found, ids = tracker.update(frame, None)
+        expected = np.array([b - [34 * step, 0, 34 * step, 0] for b in boxes])
+        assert ids == [0, 1, 2]
+        np.testing.assert_allclose(found.boxes, expected, atol=1.5)
+
+
 def test_tracker_keeps_ids_follows_between_searches_and_ends_lost_faces():
     tracker = FaceTracker()
     path = [(20 + 3 * i, 30 + i) for i in range(9)]

@@ -35,6 +35,8 @@ def detect(cfg: DictConfig) -> RunReport:
         crop_size=cfg.crop.size,
         margin=cfg.crop.margin,
         detect_max_side=cfg.detector.max_side,
+        align_faces=cfg.crop.align,
+        precision=cfg.get("precision", "auto"),
     )
     annotator = MediaAnnotator(
         detector,

@@ -2,6 +2,7 @@
 
     emotion-faces build raw_dir=data/raw out_dir=data/processed [builder.policy=largest ...]
     emotion-faces review out_dir=data/processed [exclude_from=[exclude_happy.txt]]
+    emotion-faces review out_dir=data/processed ckpt_path=STAGE1.ckpt   # model-assisted
 
 The first word is the action; everything after it is a Hydra override.
 """
@@ -16,10 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.detect.detector import resolve_device
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions
 from emotion_lightning.faces.report import summarize
-from emotion_lightning.faces.review import write_review_pages
+from emotion_lightning.faces.review import REVIEW_DIR, write_review_pages
+from emotion_lightning.faces.suspicion import RANKING_NAME
+from emotion_lightning.models.classifier import load_classifier
 
 ACTIONS = ("build", "review")
 USAGE = "usage: emotion-faces {build|review} [key=value ...]   (see conf/faces.yaml)"
@@ -56,7 +60,8 @@ def build(cfg: DictConfig) -> None:
 
 
 def review(cfg: DictConfig) -> None:
-    """Merge downloaded exclusion lists, then (re)write the review pages."""
+    """Merge downloaded exclusion lists, then (re)write the review pages (sorted by the
+    suspicion of ``ckpt_path``'s model when given)."""
     exclude_file = Path(cfg.out_dir) / EXCLUDE_NAME
     for listing in cfg.exclude_from:
         path = Path(listing).expanduser()
@@ -64,8 +69,13 @@ def review(cfg: DictConfig) -> None:
             raise FileNotFoundError(f"exclusion list {path} does not exist")
         added = add_exclusions(exclude_file, path.read_text(encoding="utf-8").splitlines())
         print(f"{path}: {added} new exclusions added to {exclude_file}")
-    for page in write_review_pages(cfg.out_dir):
+    classifier = None
+    if cfg.get("ckpt_path"):
+        classifier = load_classifier(cfg.ckpt_path, resolve_device(cfg.get("device", "auto")))
+    for page in write_review_pages(cfg.out_dir, classifier, cfg.progress):
         print(f"review page: {page}")
+    if classifier is not None:
+        print(f"ranking (most suspicious first): {Path(cfg.out_dir) / REVIEW_DIR / RANKING_NAME}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,11 @@ def write_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
         csv.writer(f).writerows([header, *table])
 
     def cell(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        """Metrics to 4 decimals; swept numbers (override strings) to 3 significant digits."""
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        value = _value(v) if isinstance(v, str) else v
+        return f"{value:.3g}" if isinstance(value, float) else str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in table]

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
+from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+from emotion_lightning.faces.class_folders import list_class_folders
 from emotion_lightning.images import (
-    STILL_IMAGE_SUFFIXES,
     UnreadableImage,
     load_gray,
     resize_square,
@@ -25,31 +25,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
-
-
-def list_class_folders(root: Path) -> list[tuple[str, str]]:
-    """(relative path, canonical label) of every image under ``root/<label>/``, sorted."""
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"wild data root {root} does not exist; expected <root>/<emotion>/*.png face crops "
-            "(emotion-faces build writes them) or pass detect_faces=true for raw photos"
-        )
-    entries = []
-    ignored: list[Path] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        label = canonical_emotion(folder.name)
-        for file in sorted(folder.rglob("*")):
-            if file.suffix.lower() in STILL_IMAGE_SUFFIXES and file.is_file():
-                entries.append((file.relative_to(root).as_posix(), label))
-            elif file.is_file() and not file.name.startswith(".") and file.suffix != ".tmp":
-                ignored.append(file)
-    if ignored:
-        log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
-                    "%s, e.g. %s", len(ignored), "/".join(sorted(STILL_IMAGE_SUFFIXES)), root,
-                    ignored[0])
-    if not entries:
-        raise FileNotFoundError(f"no images in {root}/<emotion>/ folders")
-    return entries
 
 
 def decode_crops(root: Path, relpaths: Sequence[str], size: int) -> dict[str, np.ndarray]:
@@ -94,6 +69,9 @@ class WildDataModule(GrayImageDataModule):
         detect_faces: ``root`` holds raw photos: :meth:`prepare_data` detects and crops their
             faces (FER framing) into the cache, as ``emotion-faces build`` does.
         face_policy, min_face_prob: face selection when ``detect_faces``.
+        align_faces: with ``detect_faces``, cut faces by their landmarks (eyes level, FER
+            framing; the default, as in ``emotion-faces build``) instead of their box; crops
+            already cut (``detect_faces=false``) are read as they are.
         cache_dir: decoded crops (and detected faces) are cached here; ``None`` disables.
         loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
             ``pin_memory``: see :class:`GrayImageDataModule`.
@@ -110,6 +88,7 @@ class WildDataModule(GrayImageDataModule):
         detect_faces: bool = False,
         face_policy: str = "exactly_one",
         min_face_prob: float = 0.95,
+        align_faces: bool = True,
         cache_dir: str | Path | None = "~/.cache/emotion-lightning",
         **loader: Unpack[LoaderOptions],
     ) -> None:
@@ -125,6 +104,7 @@ class WildDataModule(GrayImageDataModule):
         self.detect_faces = detect_faces
         self.face_policy = face_policy
         self.min_face_prob = min_face_prob
+        self.align_faces = align_faces
         self.cache_dir = cache_dir
 
     def prepare_data(self) -> None:
@@ -139,7 +119,7 @@ class WildDataModule(GrayImageDataModule):
         from emotion_lightning.faces.detector import FaceDetector
 
         builder = FaceDatasetBuilder(FaceDetector(min_prob=self.min_face_prob),
-                                     policy=self.face_policy)
+                                     policy=self.face_policy, align=self.align_faces)
         builder.build(self.root, self._crop_root(), classes=self.class_names)
 
     def _crop_root(self) -> Path:
@@ -149,7 +129,7 @@ class WildDataModule(GrayImageDataModule):
         if self.cache_dir is None:
             raise ValueError("detect_faces needs a cache_dir to write the crops to")
         key = fingerprint(["wild-faces", str(self.root.resolve()), self.face_policy,
-                           self.min_face_prob])
+                           self.min_face_prob, "aligned" if self.align_faces else "box"])
         return Path(self.cache_dir).expanduser() / f"faces-{key}"
 
     def _require_detected_faces(self, crop_root: Path) -> None:

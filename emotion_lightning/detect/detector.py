@@ -10,18 +10,33 @@ import cv2
 import numpy as np
 import torch
 
-from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.detect.drawing import draw_faces
 from emotion_lightning.detect.results import FaceEmotion
+from emotion_lightning.faces.align import align_face
 from emotion_lightning.faces.crop import crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.images import FER_SIZE, as_rgb
 from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
+from emotion_lightning.runtime import auto_precision
 
 #: An RGB (or gray) uint8 array, or the path of an image file.
 ImageLike = np.ndarray | str | Path
 #: Faces classified per forward pass (bounds memory when a video batch holds many faces).
 CLASSIFY_CHUNK = 64
+#: Classifier precisions: the autocast dtype of each (``None``: fp32).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; ``auto`` picks as training's
+    ``precision=auto`` does (bf16 on GPUs and on CPUs with native bf16, else fp32/fp16)."""
+    if precision == "auto":
+        precision, _ = auto_precision("gpu" if device.type == "cuda" else "cpu")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got "
+                         f"{precision!r}")
+    return PRECISIONS[precision]
 
 
 class FaceFinder(Protocol):
@@ -52,6 +67,11 @@ class EmotionDetector:
         margin: fraction of the face box added around it (0 frames faces like FER2013).
         detect_max_side: search faces in a copy downscaled to this longer side (faster on
             large images; boxes are mapped back); ``None`` searches at full size.
+        align_faces: cut faces by their landmarks (eyes level, FER framing), as
+            ``emotion-faces build`` does by default; ``False``: the box crop.
+        precision: the classifier's arithmetic: ``auto`` (bf16 autocast where training's
+            ``precision=auto`` would use it: GPUs, CPUs with avx512_bf16/AMX; the regime the
+            recipes validate in), ``32-true``, ``bf16-mixed`` or ``16-mixed``.
     """
 
     def __init__(
@@ -61,6 +81,8 @@ class EmotionDetector:
         crop_size: int = FER_SIZE,
         margin: float = 0.0,
         detect_max_side: int | None = None,
+        align_faces: bool = True,
+        precision: str = "auto",
     ) -> None:
         if detect_max_side is not None and detect_max_side < 32:
             raise ValueError(f"detect_max_side must be >= 32 pixels or None, got {detect_max_side}")
@@ -69,6 +91,9 @@ class EmotionDetector:
         self.crop_size = crop_size
         self.margin = margin
         self.detect_max_side = detect_max_side
+        self.align_faces = align_faces
+        self.precision = precision
+        self._autocast = inference_dtype(precision, classifier.device)
 
     @classmethod
     def from_checkpoint(
@@ -83,6 +108,8 @@ class EmotionDetector:
         crop_size: int = FER_SIZE,
         margin: float = 0.0,
         detect_max_side: int | None = None,
+        align_faces: bool = True,
+        precision: str = "auto",
     ) -> EmotionDetector:
         """A detector from an ``EmotionClassifier`` checkpoint and an MTCNN face detector.
 
@@ -92,7 +119,7 @@ class EmotionDetector:
         device = resolve_device(device)
         classifier = load_classifier(path, device, test_time_flip, test_time_shift)
         finder = FaceDetector(min_face_prob, min_face_size, face_batch_size, device)
-        return cls(classifier, finder, crop_size, margin, detect_max_side)
+        return cls(classifier, finder, crop_size, margin, detect_max_side, align_faces, precision)
 
     @property
     def class_names(self) -> list[str]:
@@ -128,16 +155,13 @@ class EmotionDetector:
     ) -> list[list[FaceEmotion]]:
         """Classify the detected faces of every image, batched (``CLASSIFY_CHUNK`` at a time)."""
         crops = [
-            crop_face(image, box, self.crop_size, self.margin)
+            self._crop(image, box, points)
             for image, found in zip(images, detections, strict=True)
-            for box in found.boxes
+            for box, points in zip(found.boxes, found.landmarks, strict=True)
         ]
-        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
-        for start in range(0, len(crops), CLASSIFY_CHUNK):
-            batch = normalize_batch(crops[start:start + CLASSIFY_CHUNK], self.image_size)
-            chunks.append(self.classifier.predict_proba(batch.to(self.classifier.device))
-                          .float().cpu().numpy())
-        probs = np.concatenate(chunks)
+        device = self.classifier.device.type
+        with torch.autocast(device, self._autocast or torch.float32, enabled=bool(self._autocast)):
+            probs = self.classifier.predict_faces(crops, CLASSIFY_CHUNK)
         results, start = [], 0
         for found in detections:
             scores = probs[start : start + len(found)]
@@ -147,6 +171,11 @@ class EmotionDetector:
             ])
             start += len(found)
         return results
+
+    def _crop(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        if self.align_faces:
+            return align_face(image, box, landmarks, self.crop_size, self.margin).image
+        return crop_face(image, box, self.crop_size, self.margin)
 
     def annotate(
         self, image: ImageLike, faces: Sequence[FaceEmotion] | None = None, bars: bool = True

@@ -1,5 +1,6 @@
 """Face detection, FER-style cropping, the face-dataset build and its manual review."""
 
+from emotion_lightning.faces.align import AlignedCrop, align_face
 from emotion_lightning.faces.boxes import box_iou, match_boxes, square_box
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.crop import crop_face, crop_square
@@ -10,12 +11,14 @@ from emotion_lightning.faces.review import write_review_pages
 
 __all__ = [
     "EXCLUDE_NAME",
+    "AlignedCrop",
     "POLICIES",
     "Detections",
     "FaceChoice",
     "FaceDatasetBuilder",
     "FaceDetector",
     "add_exclusions",
+    "align_face",
     "box_iou",
     "choose_face",
     "crop_face",

@@ -86,6 +86,11 @@ class FaceDetector:
             select_largest=False,
             device=self.device,
         ).eval()
+        if self.device.type == "cpu":
+            # NHWC weights make MTCNN's convolutions NHWC, and its max-pooling 3x faster on
+            # CPU: ~1.65x faster detection, same boxes (benchmarks/detect.py)
+            for net in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
+                net.to(memory_format=torch.channels_last)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Faces with probability ``>= min_prob`` in each image."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,7 +35,10 @@ COLUMNS: tuple[str, ...] = (
     "phash",  # of the crop, hex
     "url",  # where the scraper found the source (from raw/manifest.csv)
     "flags",  # e.g. "also_labelled:sad" when the scraper found it under other labels
+    "crop_style",  # box, landmarks, or "box (why the landmarks were not used)"
 )
+#: Columns that reports written before they existed lack (read as empty).
+LATER_COLUMNS: tuple[str, ...] = ("crop_style",)
 
 #: Reasons for dropping an image, in the order the summary lists them.
 REASONS: tuple[str, ...] = (
@@ -60,11 +64,12 @@ def read_report(path: str | Path) -> list[dict[str, str]]:
         reader = csv.DictReader(handle)
         rows = []
         for row in reader:
-            if None in row or any(row.get(column) is None for column in COLUMNS):
+            if None in row or any(row.get(column) is None for column in COLUMNS
+                                  if column not in LATER_COLUMNS):
                 log.warning("%s:%d: damaged row left out (its photo will be processed again)",
                             path, reader.line_num)
                 continue
-            rows.append(row)
+            rows.append({column: "" for column in LATER_COLUMNS} | row)
         return rows
 
 
@@ -96,6 +101,8 @@ class ReportWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            _add_later_columns(self.path)
         self._handle = self.path.open("a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS, extrasaction="raise")
         if new:
@@ -113,6 +120,21 @@ class ReportWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _add_later_columns(path: Path) -> None:
+    """Rewrite (atomically) a report written before :data:`LATER_COLUMNS` with all columns."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    if tuple(header) == COLUMNS:
+        return
+    rows = read_report(path)
+    partial = path.with_name(path.name + ".tmp")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def summarize(rows: Iterable[dict[str, str]]) -> str:

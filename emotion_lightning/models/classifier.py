@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.registry import create_backbone
 from emotion_lightning.models.reporting import (
     confusion_figure,
@@ -140,6 +142,16 @@ class EmotionClassifier(L.LightningModule):
         ``test_time_shift`` unless ``shifts=False``)."""
         shift = self.hparams.test_time_shift if shifts else 0
         return average_probabilities(self, x, self.hparams.test_time_flip, shift)
+
+    @torch.inference_mode()
+    def predict_faces(self, crops: Sequence[np.ndarray], chunk_size: int = 64) -> np.ndarray:
+        """Class probabilities (N x classes, float32) of gray uint8 face crops of any size,
+        resized to ``image_size``; ``chunk_size`` crops per forward pass bounds memory."""
+        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        for start in range(0, len(crops), chunk_size):
+            batch = normalize_batch(crops[start:start + chunk_size], self.hparams.image_size)
+            chunks.append(self.predict_proba(batch.to(self.device)).float().cpu().numpy())
+        return np.concatenate(chunks)
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -332,4 +344,4 @@ def load_classifier(
         if int(test_time_shift) < 0:
             raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
         model.hparams.test_time_shift = int(test_time_shift)
-    return model
+    return model.eval()
