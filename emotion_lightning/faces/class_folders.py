@@ -10,6 +10,9 @@ from emotion_lightning.images import STILL_IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
+#: Where ``emotion-faces review`` writes its pages inside a crop set: not a class folder.
+REVIEW_DIR = "review"
+
 
 def list_class_folders(root: Path) -> list[tuple[str, str]]:
     """(relative path, canonical label) of every image under ``root/<label>/``, sorted."""
@@ -20,7 +23,8 @@ def list_class_folders(root: Path) -> list[tuple[str, str]]:
         )
     entries = []
     ignored: list[Path] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in root.iterdir()
+                         if p.is_dir() and not p.name.startswith(".") and p.name != REVIEW_DIR):
         label = canonical_emotion(folder.name)
         for file in sorted(folder.rglob("*")):
             if file.suffix.lower() in STILL_IMAGE_SUFFIXES and file.is_file():

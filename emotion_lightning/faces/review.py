@@ -29,13 +29,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from emotion_lightning.faces.class_folders import list_class_folders
+from emotion_lightning.faces.class_folders import REVIEW_DIR, list_class_folders
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, read_exclusions
 from emotion_lightning.faces.report import REPORT_NAME, read_report
 from emotion_lightning.faces.suspicion import RANKING_NAME, Scored, score_crops, write_ranking
 from emotion_lightning.images import UnreadableImage, load_gray, resize_square
 
-REVIEW_DIR = "review"
 THUMBNAIL = 96  # side of the faces on the page
 log = logging.getLogger(__name__)
 
