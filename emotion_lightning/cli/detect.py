@@ -36,7 +36,7 @@ def detect(cfg: DictConfig) -> RunReport:
         margin=cfg.crop.margin,
         detect_max_side=cfg.detector.max_side,
         align_faces=cfg.crop.align,
-        precision=cfg.get("precision", "auto"),
+        precision=cfg.precision,
     )
     annotator = MediaAnnotator(
         detector,

@@ -70,8 +70,8 @@ def review(cfg: DictConfig) -> None:
         added = add_exclusions(exclude_file, path.read_text(encoding="utf-8").splitlines())
         print(f"{path}: {added} new exclusions added to {exclude_file}")
     classifier = None
-    if cfg.get("ckpt_path"):
-        classifier = load_classifier(cfg.ckpt_path, resolve_device(cfg.get("device", "auto")))
+    if cfg.ckpt_path:
+        classifier = load_classifier(cfg.ckpt_path, resolve_device(cfg.device))
     for page in write_review_pages(cfg.out_dir, classifier, cfg.progress):
         print(f"review page: {page}")
     if classifier is not None:
