@@ -6,6 +6,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -47,6 +53,45 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(
                 reason=f"needs real data {', '.join(map(str, missing))} (../shared/data: only "
                        "CI and developers have it)"))
+
+
+def process_errors(output: str, keep: int = 1500) -> str:
+    """The end of every traceback in ``output``: with several processes writing to one
+    stream (DDP), the first process to fail is not the one whose error comes last."""
+    parts = re.split(r"(?=Traceback \(most recent call last\):)", output)[1:]
+    observed = [line for line in output.splitlines() if "Child process with PID" in line]
+    return "\n".join([*observed, *(f"--- traceback {i} ---\n{part[-keep:]}"
+                                    for i, part in enumerate(parts, 1))])
+
+
+def run_ddp(command: Sequence[str], cwd: Path, outputs: Sequence[Path], env: dict | None = None,
+            timeout: int = 400) -> subprocess.CompletedProcess:
+    """Run a multi-process (trainer=ddp_sim) command and assert it succeeded.
+
+    CPU DDP talks over gloo's TCP transport, which on rare occasions loses a connection on a
+    busy machine ("Connection closed by peer"). Such a run is repeated once, from scratch
+    (``outputs`` are removed first), with a warning that shows every process's error; any other
+    failure, or a second one, fails the test with every process's error.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    for attempt in (1, 2):
+        proc = subprocess.run(list(command), cwd=cwd, env=env, text=True, capture_output=True,
+                              timeout=timeout)
+        log = proc.stdout + proc.stderr
+        if proc.returncode == 0:
+            return proc
+        if attempt == 1 and "Connection closed by peer" in log:
+            warnings.warn(f"gloo lost a connection; running again:\n{process_errors(log)}",
+                          stacklevel=2)
+            for path in outputs:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            continue
+        break
+    raise AssertionError(f"exit code {proc.returncode}\n{process_errors(log)}\n--- end of the "
+                         f"output ---\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,7 @@ import csv
 import logging
 import pathlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -164,8 +165,31 @@ def test_ckpt_path_last_resolves_to_the_run_dirs_last_ckpt(tmp_path, checkpoint)
     (run / "checkpoints" / "last.ckpt").write_bytes(checkpoint.read_bytes())
     cfg = compose_cfg("train", [*TINY_SYNTHETIC, "ckpt_path=last"], run)
     assert resume_checkpoint(cfg) == str(run / "checkpoints" / "last.ckpt")
+
+
+def test_a_second_fit_in_a_run_dir_neither_resumes_nor_overwrites_silently(tmp_path, checkpoint,
+                                                                           monkeypatch):
+    """Lightning would resume a run dir's last.ckpt when ckpt_path is unset: refuse instead."""
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "interrupted.ckpt").write_bytes(checkpoint.read_bytes())
+    (run / "config.yaml").write_text("the earlier run's config\n")
     cfg = compose_cfg("train", [*TINY_SYNTHETIC, "ckpt_path=null"], run)
-    assert resume_checkpoint(cfg) is None
+    with pytest.raises(FileExistsError, match=r"interrupted\.ckpt is from an earlier run in this "
+                                              r"run dir: add ckpt_path=last to resume it"):
+        train(cfg)
+    assert (run / "config.yaml").read_text() == "the earlier run's config\n"
+    assert not (run / "metrics.json").exists()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued job resumes it unasked
+    assert resume_checkpoint(cfg) == str(run / "checkpoints" / "interrupted.ckpt")
+    # a fresh fit in an empty run dir hears nothing about checkpoints it does not have
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
+    fresh = compose_cfg("train", [*TINY_SYNTHETIC, "trainer.max_epochs=1"], tmp_path / "fresh")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(fresh)
+    assert not [w for w in caught if "ckpt_path" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_own_checkpoint_still_loads_weights_only(checkpoint):

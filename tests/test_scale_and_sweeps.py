@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.cli.sweep_report import write_report
 from emotion_lightning.cli.train import train
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, run_ddp
 
 BIN = Path(sys.executable).parent
 
@@ -38,8 +38,9 @@ SYNTH = ["data.num_train=64", "data.num_val=32", "data.num_test=40", "data.batch
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_one_run_dir_synced_metrics(tmp_path):
     run = tmp_path / "run"
-    run_cli(["emotion-train", "experiment=quickstart", "trainer=ddp_sim", "trainer.max_epochs=1",
-             *SYNTH, f"hydra.run.dir={run}", "extras.print_config=false"], cwd=tmp_path)
+    run_ddp([str(BIN / "emotion-train"), "experiment=quickstart", "trainer=ddp_sim",
+             "trainer.max_epochs=1", *SYNTH, f"hydra.run.dir={run}", "extras.print_config=false"],
+            cwd=tmp_path, outputs=[run])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written elsewhere
     metrics = json.loads((run / "metrics.json").read_text())
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -52,6 +53,28 @@ def test_ddp_two_cpu_processes_one_run_dir_synced_metrics(tmp_path):
     assert single["num_samples"] == 40
     assert metrics["test/acc"] == pytest.approx(single["acc"], abs=1e-6)
     assert metrics["test/macro_f1"] == pytest.approx(single["macro_f1"], abs=1e-6)
+
+
+FLAKY_THEN_FINE = """
+import pathlib, sys
+marker, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+out.mkdir()
+if not marker.exists():
+    marker.touch()
+    sys.exit("Traceback (most recent call last):\\nRuntimeError: [pair.cc:561] Connection closed by peer")
+"""
+
+
+def test_run_ddp_repeats_a_lost_gloo_connection_once_and_nothing_else(tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "tried"
+    command = [sys.executable, "-c", FLAKY_THEN_FINE, str(marker), str(out)]
+    with pytest.warns(UserWarning, match="(?s)gloo lost a connection.*Connection closed by peer"):
+        assert run_ddp(command, cwd=tmp_path, outputs=[out]).returncode == 0  # out was cleared
+    out.rmdir()
+    other = [sys.executable, "-c", "import sys; sys.exit('Traceback (most recent call last):\\n"
+             "ValueError: rank 1 broke')"]
+    with pytest.raises(AssertionError, match=r"(?s)exit code 1.*traceback 1.*rank 1 broke"):
+        run_ddp(other, cwd=tmp_path, outputs=[])
 
 
 @pytest.fixture

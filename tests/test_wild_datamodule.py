@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from emotion_lightning.data import WildDataModule
 from emotion_lightning.faces.detector import Detections
-from tests.conftest import REPO, SHARED_DATA, requires_shared
+from tests.conftest import REPO, SHARED_DATA, requires_shared, run_ddp
 
 
 @pytest.fixture
@@ -187,15 +186,13 @@ def test_ddp_detects_faces_on_one_process_only(tmp_path, raw_photos):
     script = tmp_path / "train_with_counted_faces.py"
     script.write_text(TRAIN_WITH_COUNTED_FACES.format(repo=str(REPO)))
     calls, run, cache = tmp_path / "face_calls.txt", tmp_path / "run", tmp_path / "cache"
-    proc = subprocess.run(
+    proc = run_ddp(
         [sys.executable, str(script), "trainer=ddp_sim", "data=wild", f"data.root={raw_photos}",
          "data.detect_faces=true", "data.classes=[happy,sad]", f"data.cache_dir={cache}",
          "data.train_fraction=0.5", "data.test_fraction=0", "data.batch_size=2",
          "data.num_workers=0", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0",
          "test=false", "logger=csv", "extras.print_config=false", f"hydra.run.dir={run}"],
-        cwd=tmp_path, env={**os.environ, "FACE_CALLS": str(calls), "PYTHONUNBUFFERED": "1"},
-        text=True, capture_output=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        cwd=tmp_path, outputs=[calls, run, cache], env={"FACE_CALLS": str(calls)})
     assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout, "two processes ran"
     assert len({pid for pid, _ in face_calls(calls)}) == 1, "faces detected on one process only"
     assert sum(n for _, n in face_calls(calls)) == 16

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -33,10 +34,16 @@ from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identif
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.runtime import cpu_name
 
+# With OnExceptionCheckpoint configured, Lightning reads fit(ckpt_path=None) as "last" and warns
+# twice; resume_checkpoint has made sure there is no earlier checkpoint to pick up.
+FROM_SCRATCH_WARNINGS = (r"`\.fit\(ckpt_path=None\)` was called without a model",
+                         r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint')
+
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Fit and test as configured; returns (metrics, objects) and writes ``metrics.json``."""
     output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_checkpoint(cfg) if cfg.get("train", True) else None  # before any write
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
     setup_parallelism(cfg)
@@ -48,14 +55,15 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     try:
-        metrics, trainer = _fit_and_test(cfg, datamodule, model, callbacks, loggers)
+        metrics, trainer = _fit_and_test(cfg, datamodule, model, callbacks, loggers, ckpt_path)
     finally:
         finish_runs(loggers)
     write_json(metrics, output_dir / "metrics.json")
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
-def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: list):
+def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: list,
+                  ckpt_path: str | None):
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -64,8 +72,11 @@ def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: 
     metrics: dict = {}
     if cfg.get("train", True):
         start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg),
-                    weights_only=True)
+        with warnings.catch_warnings():
+            if ckpt_path is None:  # checked: there is nothing to resume, as Lightning then says
+                for message in FROM_SCRATCH_WARNINGS:
+                    warnings.filterwarnings("ignore", message=message)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update(fit_summary(trainer, time.perf_counter() - start))
     metrics.update(scalar_metrics(trainer.callback_metrics))
 
@@ -97,14 +108,23 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     ``checkpoints/interrupted.ckpt`` (saved when a fit is interrupted) and fails when there is
     none (Lightning would silently train from scratch). A SLURM job that was requeued (after
     a timeout or preemption; ``SLURM_RESTART_COUNT`` > 0) resumes that way without being
-    asked. A file that is not a checkpoint fails with ``not a checkpoint: FILE``.
+    asked. Unset in a run dir that already holds one of those fails (``FileExistsError``)
+    rather than silently resuming it (Lightning's default) or overwriting that run's files.
+    A file that is not a checkpoint fails with ``not a checkpoint: FILE``.
     """
     ckpt = cfg.get("ckpt_path")
     folder = _checkpoint_dir(cfg)
     if ckpt in (None, "", "null", "None"):
-        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-        if not restarts or _newest_checkpoint(folder) is None:
+        earlier = _newest_checkpoint(folder)
+        if earlier is None:
             return None
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if not restarts:
+            raise FileExistsError(
+                f"{earlier} is from an earlier run in this run dir: add ckpt_path=last to "
+                "resume it, or train into a new hydra.run.dir (a fresh fit here would "
+                "overwrite that run's checkpoints and metrics)"
+            )
         log.info("requeued SLURM job (restart %d): resuming from its own checkpoint", restarts)
         ckpt = "last"
     if str(ckpt) == "last":
