@@ -183,6 +183,18 @@ def test_a_second_fit_in_a_run_dir_neither_resumes_nor_overwrites_silently(tmp_p
     assert not (run / "metrics.json").exists()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued job resumes it unasked
     assert resume_checkpoint(cfg) == str(run / "checkpoints" / "interrupted.ckpt")
+    # a finished run resumed with ckpt_path=last trains nothing: its metrics are kept, and said so
+    finished = tmp_path / "finished"
+    train(compose_cfg("train", TINY_SYNTHETIC, finished))
+    before = (finished / "metrics.json").read_text()
+    again = compose_cfg("train", [*TINY_SYNTHETIC, "ckpt_path=last"], finished)
+    with pytest.raises(RuntimeError, match=r"last\.ckpt is from a finished run \(step 1;"
+                                           r".*Raise trainer\.max_epochs"):
+        train(again)
+    assert (finished / "metrics.json").read_text() == before
+    longer = compose_cfg("train", [*TINY_SYNTHETIC, "ckpt_path=last", "trainer.max_epochs=2"],
+                         finished)
+    assert train(longer)[1]["trainer"].global_step == 2  # it goes on when there is more to do
     # a fresh fit in an empty run dir hears nothing about checkpoints it does not have
     monkeypatch.delenv("SLURM_RESTART_COUNT")
     fresh = compose_cfg("train", [*TINY_SYNTHETIC, "trainer.max_epochs=1"], tmp_path / "fresh")

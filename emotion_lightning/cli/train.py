@@ -72,11 +72,20 @@ def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: 
     metrics: dict = {}
     if cfg.get("train", True):
         start = time.perf_counter()
+        finished_step = finished_run_step(cfg, ckpt_path)
         with warnings.catch_warnings():
             if ckpt_path is None:  # checked: there is nothing to resume, as Lightning then says
                 for message in FROM_SCRATCH_WARNINGS:
                     warnings.filterwarnings("ignore", message=message)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if finished_step is not None and trainer.global_step == finished_step:
+            # nothing trained, no validation: metrics.json would only lose the run's results
+            raise RuntimeError(
+                f"{ckpt_path} is from a finished run (step {finished_step}; its results are in "
+                f"{cfg.paths.output_dir}/metrics.json): resuming trained nothing. Raise "
+                "trainer.max_epochs (or max_steps / max_time) to train it further, or evaluate "
+                "it with emotion-eval ckpt_path=..."
+            )
         metrics.update(fit_summary(trainer, time.perf_counter() - start))
     metrics.update(scalar_metrics(trainer.callback_metrics))
 
@@ -88,6 +97,14 @@ def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: 
         metrics.update(scalar_metrics(trainer.callback_metrics))
     metrics["best_ckpt"] = str(Path(best).resolve()) if best else None
     return metrics, trainer
+
+
+def finished_run_step(cfg: DictConfig, ckpt_path: str | None) -> int | None:
+    """The step of ``ckpt_path`` when it resumes a finished run (``metrics.json`` is there),
+    else None (a fresh fit, or one requeued before its results were written)."""
+    if ckpt_path is None or not (Path(cfg.paths.output_dir) / "metrics.json").is_file():
+        return None
+    return load_checkpoint_file(ckpt_path).get("global_step")
 
 
 def fit_summary(trainer: L.Trainer, seconds: float) -> dict:
