@@ -24,13 +24,14 @@ import cv2
 import numpy as np
 import torch
 
+from emotion_lightning.cli.common import write_json
 from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.data.synthetic import draw_face
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.faces.boxes import box_iou
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.runtime import available_cores, cpu_flags, cpu_name
+from emotion_lightning.runtime import machine_record
 
 GROUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "group"
 
@@ -184,15 +185,12 @@ def main() -> None:
                        "test_time_flip": detector.classifier.hparams.test_time_flip,
                        "checkpoint": args.ckpt},
         "load_average_1min": os.getloadavg()[0],
-        "cpu": cpu_name(),
-        "cpu_bf16": any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16")),
-        "cpu_cores": available_cores(),
+        **machine_record(),
         "torch": torch.__version__,
         "opencv": cv2.__version__,
     }
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from itertools import chain, zip_longest
 from pathlib import Path
 
 import torch
 
+from emotion_lightning.cli.common import write_json
 from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.images import load_image
+from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,8 @@ def main() -> None:
     result = {
         "device": str(detector.device),
         "device_name": torch.cuda.get_device_name(detector.device)
-        if detector.device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        if detector.device.type == "cuda" else None,
+        **machine_record(),
         "torch_threads": torch.get_num_threads(),
         "images": len(images),
         "distinct_sizes": len({i.shape for i in images}),  # batches hold equal sizes only
@@ -79,8 +80,7 @@ def main() -> None:
         "speedup": round(one_s / batch_s, 2),
     }
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(f"written to {args.out}")
 
 

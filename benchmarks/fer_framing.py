@@ -1,6 +1,6 @@
 """Where FER2013 puts the eyes, nose and mouth: MTCNN landmarks on FER training faces.
 
-    python benchmarks/fer_framing.py [--images 400] [--data ../shared/data/fer2013] [--out PATH]
+    python benchmarks/fer_framing.py [--images 300] [--data ../shared/data/fer2013] [--out PATH]
 
 FER2013's faces are roughly registered. Each face (48 px) is padded by half its side with
 black, upscaled 4x (MTCNN misses faces that fill the frame) and searched; the landmarks of
@@ -19,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion_lightning.cli.common import write_json
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.images import load_gray
-from emotion_lightning.runtime import cpu_name
+from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -39,7 +40,7 @@ def training_faces(root: Path, count: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013")
-    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "fer_framing.json")
     args = parser.parse_args()
@@ -63,11 +64,10 @@ def main() -> None:
         "faces": len(points),
         "landmarks": {name: [round(float(v), 4) for v in xy] for name, xy in zip(NAMES, median)},
         "box_side": round(float(np.median(box_sides)), 4),
-        "cpu": cpu_name(),
+        **machine_record(),
     }
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

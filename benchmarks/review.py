@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
+from emotion_lightning.cli.common import write_json
 from emotion_lightning.faces.class_folders import list_class_folders
 from emotion_lightning.faces.review import REVIEW_DIR, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
 from emotion_lightning.models.classifier import load_classifier
-from emotion_lightning.runtime import available_cores, cpu_flags, cpu_name
+from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (0.05, 0.1, 0.2, 0.3)
@@ -95,13 +96,10 @@ def main() -> None:
         "test_time_views": {"flip": classifier.hparams.test_time_flip,
                             "shift": classifier.hparams.test_time_shift},
         "device": args.device,
-        "cpu": cpu_name(),
-        "cpu_bf16": any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16")),
-        "cpu_cores": available_cores(),
+        **machine_record(),
     }
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

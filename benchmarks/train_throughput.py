@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.cli.common import write_json
 from emotion_lightning.data.base import ArrayDataset
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.runtime import (
@@ -198,8 +199,7 @@ def main() -> None:
         "goals": {"lightning_over_plain": ">= 0.95", "auto_picked_fastest": True},
     }
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ def cpu_name() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+def machine_record() -> dict:
+    """The CPU facts every benchmark result records: model name, native bf16, usable cores."""
+    return {"cpu": cpu_name(), "cpu_bf16": bool(cpu_flags().intersection(BF16_CPU_FLAGS)),
+            "cpu_cores": available_cores()}
+
+
 def auto_precision(accelerator: str = "auto") -> tuple[str, str]:
     """The fastest safe Lightning precision here, and why: ``(precision, reason)``.
 

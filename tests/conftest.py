@@ -74,24 +74,26 @@ def run_ddp(command: Sequence[str], cwd: Path, outputs: Sequence[Path], env: dic
     failure, or a second one, fails the test with every process's error.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    for attempt in (1, 2):
-        proc = subprocess.run(list(command), cwd=cwd, env=env, text=True, capture_output=True,
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(list(command), cwd=cwd, env=env, text=True, capture_output=True,
                               timeout=timeout)
-        log = proc.stdout + proc.stderr
-        if proc.returncode == 0:
-            return proc
-        if attempt == 1 and "Connection closed by peer" in log:
-            warnings.warn(f"gloo lost a connection; running again:\n{process_errors(log)}",
-                          stacklevel=2)
-            for path in outputs:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-            continue
-        break
-    raise AssertionError(f"exit code {proc.returncode}\n{process_errors(log)}\n--- end of the "
-                         f"output ---\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+    proc = run()
+    if proc.returncode and "Connection closed by peer" in proc.stdout + proc.stderr:
+        warnings.warn("gloo lost a connection; running again:\n"
+                      + process_errors(proc.stdout + proc.stderr), stacklevel=2)
+        for path in outputs:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        proc = run()
+    if proc.returncode:
+        errors = process_errors(proc.stdout + proc.stderr)
+        raise AssertionError(f"exit code {proc.returncode}\n{errors}\n--- end of the output ---\n"
+                             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return proc
 
 
 @pytest.fixture(scope="session", autouse=True)

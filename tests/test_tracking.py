@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
-from emotion_lightning.detect.tracking import FaceTracker, follow_box
+from emotion_lightning.detect.tracking import FaceTracker, follow_boxes
 from emotion_lightning.faces.boxes import box_iou, match_pairs
 from emotion_lightning.faces.detector import Detections
 from tests.test_detect import classifier  # noqa: F401
@@ -53,11 +53,12 @@ def test_iou_and_greedy_matching():
 
 def test_a_box_follows_its_texture():
     before, after = scene([(30, 20)]), scene([(36, 23)])
-    moved = follow_box(before, after, truth(30, 20))
+    tiny = np.array([0, 0, 4, 4], np.float32)
+    moved, too_small = follow_boxes(before, after, [truth(30, 20), tiny])
     np.testing.assert_allclose(moved, truth(36, 23), atol=1.0)
-    assert follow_box(before, after, np.array([0, 0, 4, 4], np.float32)) is None  # too small
+    assert too_small is None
     flat = np.full(SIZE, 10, np.uint8)
-    assert follow_box(flat, flat, truth(30, 20)) is None  # nothing to follow
+    assert follow_boxes(flat, flat, [truth(30, 20)]) == [None]  # nothing to follow
 
 
 def test_boxes_follow_a_fast_pan_and_faces_without_corners_move_with_it():

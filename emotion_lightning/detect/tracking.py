@@ -15,18 +15,14 @@ _FLOW = {"winSize": (21, 21), "maxLevel": 3,
          "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
 
 
-def follow_box(previous: np.ndarray, current: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    """``box`` moved from the gray frame ``previous`` to ``current``: :func:`follow_boxes` of one."""
-    return follow_boxes(previous, current, [box])[0]
-
-
 def follow_boxes(
     previous: np.ndarray, current: np.ndarray, boxes: list[np.ndarray]
 ) -> list[np.ndarray | None]:
     """Each box moved from the gray frame ``previous`` to ``current`` by the median sparse
     optical flow of the corners inside it (forward-backward checked), scaled by the median
-    change of their distances to their centroid; ``None`` for a box with too few corners that can be followed. The corners
-    of all boxes are followed in one pyramidal Lucas-Kanade pass each way."""
+    change of their distances to their centroid; ``None`` for a box with too few corners that
+    can be followed. The corners of all boxes are followed in one pyramidal Lucas-Kanade pass
+    each way."""
     height, width = previous.shape
     starts, owners = [], []
     for k, box in enumerate(boxes):
@@ -89,7 +85,7 @@ class FaceTracker:
     A searched frame's detections are matched to the tracks (moved there by optical flow) by
     IoU: a matched face keeps its id and takes the detected box, a new face starts a track,
     and a track that no detection matches ends. Between searches the boxes follow the faces
-    by optical flow (:func:`follow_box`); a box that cannot be followed moves by the median
+    by optical flow (:func:`follow_boxes`); a box that cannot be followed moves by the median
     motion of those that can (a camera pan), or stays where it was when none can.
 
     Args:

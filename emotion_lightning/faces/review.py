@@ -170,7 +170,7 @@ def review_rows(out_dir: str | Path) -> list[dict[str, str]]:
     out_dir = Path(out_dir)
     rows = read_report(out_dir / REPORT_NAME)
     if not rows:
-        if not any(p.is_dir() and not p.name.startswith(".") for p in _subdirs(out_dir)):
+        if not any(not p.name.startswith(".") for p in _subdirs(out_dir)):
             raise FileNotFoundError(
                 f"no {REPORT_NAME} and no <label>/ folders of crops in {out_dir}; run "
                 f"`emotion-faces build out_dir={out_dir}` first"
