@@ -25,10 +25,14 @@ class GrayPreset:
 
     Evaluation is :func:`resize_square` then normalisation, exactly as :func:`normalize_batch`.
 
-    ``train=True`` applies the training augmentation: a random ``image_size`` crop of the image
-    zero-padded by ``pad_crop`` pixels (0: none), horizontal flip, and with probability
-    ``affine_p`` the recipe's random affine (rotate ±``rotate`` degrees, translate
-    ±``translate`` of the size, scale ``scale``).
+    ``train=True`` applies the training augmentation, in this order: a random ``image_size``
+    crop of the image zero-padded by ``pad_crop`` pixels (0: none), horizontal flip, with
+    probability ``affine_p`` the recipe's random affine (rotate ±``rotate`` degrees, translate
+    ±``translate`` of the size, scale ``scale``), with probability 0.5 brightness and contrast
+    jitter of ±``brightness_contrast`` (0: none), and with probability ``erasing_p`` random
+    erasing (Zhong et al.) of one rectangle of ``erasing_scale`` of the area and aspect ratio
+    ``erasing_ratio``, filled with the mean gray (0 after normalisation, like torchvision's
+    ``RandomErasing``).
     """
 
     def __init__(
@@ -42,7 +46,13 @@ class GrayPreset:
         affine_p: float = 1.0,
         brightness_contrast: float = 0.0,
         pad_crop: int = 0,
+        erasing_p: float = 0.0,
+        erasing_scale: tuple[float, float] = (0.02, 0.33),
+        erasing_ratio: tuple[float, float] = (0.3, 3.3),
     ) -> None:
+        for name, p in (("affine_p", affine_p), ("hflip", hflip), ("erasing_p", erasing_p)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"data.augmentation.{name} is a probability in [0, 1], got {p}")
         A = _albumentations()
         steps: list = []
         if train and pad_crop > 0:
@@ -62,14 +72,17 @@ class GrayPreset:
                     p=affine_p,
                 )
             )
-            if brightness_contrast > 0:
-                steps.append(
-                    A.RandomBrightnessContrast(
-                        brightness_limit=brightness_contrast,
-                        contrast_limit=brightness_contrast,
-                        p=0.5,
-                    )
+        if train and brightness_contrast > 0:
+            steps.append(
+                A.RandomBrightnessContrast(
+                    brightness_limit=brightness_contrast,
+                    contrast_limit=brightness_contrast,
+                    p=0.5,
                 )
+            )
+        if train and erasing_p > 0:
+            steps.append(A.Erasing(scale=tuple(erasing_scale), ratio=tuple(erasing_ratio),
+                                   fill=float(GRAY_MEAN * 255.0), p=erasing_p))
         self.image_size = image_size
         self.train = train
         self.pipeline = A.Compose(steps)
