@@ -16,6 +16,7 @@ from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from emotion_lightning.data.presets import normalize_batch
+from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.registry import create_backbone
 from emotion_lightning.models.reporting import (
     confusion_figure,
@@ -63,6 +64,11 @@ class EmotionClassifier(L.LightningModule):
         image_size: input side the model was trained at (used by evaluation and inference).
         class_weights: ``None``, ``"balanced"`` (inverse train frequency) or one weight per class.
         label_smoothing: cross-entropy label smoothing.
+        mixup_alpha: mixup's Beta(alpha, alpha) for training batches (0: off; 0.2-0.4 typical).
+        cutmix_alpha: cutmix's Beta(alpha, alpha) (0: off; 1.0 typical); with mixup on too,
+            each mixed batch uses one of the two (:class:`~emotion_lightning.models.mixing.BatchMixer`).
+        mix_p: share of training batches mixed when mixup or cutmix is on. The loss takes the
+            mixed (soft) targets; training metrics score the dominant label of each image.
         channels_last: run the backbone in channels-last memory format.
         test_time_flip: average predictions over the image and its mirror in val/test/predict.
         test_time_shift: in test/predict, also average over the image moved this many pixels
@@ -88,6 +94,9 @@ class EmotionClassifier(L.LightningModule):
         image_size: int = 48,
         class_weights: str | Sequence[float] | None = None,
         label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_p: float = 1.0,
         channels_last: bool = False,
         test_time_flip: bool = False,
         test_time_shift: int = 0,
@@ -113,6 +122,7 @@ class EmotionClassifier(L.LightningModule):
         _reset_head_if_classes_differ(self.net, weights, class_names)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        self.mixer = BatchMixer(len(class_names), mixup_alpha, cutmix_alpha, mix_p)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         initial = torch.ones(len(class_names))
@@ -174,8 +184,15 @@ class EmotionClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self._loss(logits, y)
+        if self.mixer.enabled:
+            x, targets = self.mixer(x, y)
+            logits = self(x)
+            loss = soft_cross_entropy(logits, targets, self.class_weight,
+                                      self.hparams.label_smoothing)
+            y = targets.argmax(dim=1)  # the dominant label, for the training metrics
+        else:
+            logits = self(x)
+            loss = self._loss(logits, y)
         self.metrics["train_"].update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{k}": m for k, m in self.metrics["train_"].items()},
