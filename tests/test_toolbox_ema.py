@@ -1,0 +1,98 @@
+"""The weight EMA callback (callbacks/ema.py): validated, tested and saved with the average."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from emotion_lightning.callbacks import EMA
+from emotion_lightning.callbacks.ema import WarmupEMA
+from emotion_lightning.data import SyntheticDataModule
+from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.weights import load_checkpoint_file
+
+
+def test_warmup_ramps_the_decay_then_holds_it():
+    ema = WarmupEMA(0.99)
+    assert ema.decay_at(0) == 0.1 and ema.decay_at(10_000) == 0.99
+    assert WarmupEMA(0.99, warmup=False).decay_at(0) == 0.99
+    averages, currents = [torch.zeros(3), torch.zeros(2)], [torch.ones(3), torch.ones(2)]
+    ema(averages, currents, torch.tensor(0))  # decay 0.1: 90 % of the way
+    torch.testing.assert_close(averages[1], torch.full((2,), 0.9))
+    counts = [torch.tensor(100)]
+    ema(counts, [torch.tensor(200)], torch.tensor(0))
+    assert counts[0].dtype == torch.long and counts[0].item() == 190
+    with pytest.raises(ValueError, match="decay"):
+        WarmupEMA(1.0)
+
+
+def tiny_net(num_classes: int, conv1_init: str = "random", weights: str | None = None):
+    """A small gray backbone with BatchNorm (its buffers are averaged too) and an ``fc`` head."""
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, 8, 3), bn=nn.BatchNorm2d(8), relu=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, num_classes)))
+
+
+class _Snapshots(L.Callback):
+    """The head's weights the model validates and trains with, and the raw weights at val."""
+
+    def __init__(self, ema: EMA) -> None:
+        self.ema = ema
+        self.val: list[torch.Tensor] = []
+        self.raw_at_val: list[torch.Tensor] = []
+        self.train: list[torch.Tensor] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module):  # after EMA's swap
+        if not trainer.sanity_checking:
+            self.val.append(pl_module.net.fc.weight.detach().clone())
+            self.raw_at_val.append(self.ema._average_model.module.net.fc.weight.detach().clone())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.train.append(pl_module.net.fc.weight.detach().clone())
+
+
+def test_ema_validates_tests_and_saves_the_average(tmp_path):
+    L.seed_everything(0)
+    dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=16,
+                             num_test=16, image_size=32, batch_size=16, num_workers=0)
+    model = EmotionClassifier(dm.class_names, arch="tests.test_toolbox_ema:tiny_net", image_size=32,
+                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
+    ema = EMA(decay=0.9)
+    snapshots = _Snapshots(ema)
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[ema, snapshots, checkpoint])
+    trainer.fit(model, datamodule=dm)
+    assert len(snapshots.val) == 2
+    # validation sees the average, which differs from the raw weights
+    assert not torch.allclose(snapshots.val[0], snapshots.raw_at_val[0])
+    # ... and training goes on with the raw weights
+    torch.testing.assert_close(snapshots.train[3], snapshots.raw_at_val[0])
+    # the checkpoint holds the average as its weights, the raw ones beside them
+    saved = load_checkpoint_file(tmp_path / "last.ckpt")
+    torch.testing.assert_close(saved["state_dict"]["net.fc.weight"], snapshots.val[1])
+    torch.testing.assert_close(saved["current_model_state"]["net.fc.weight"],
+                               snapshots.raw_at_val[1])
+    # the fitted model ends with the average; test on the checkpoint keeps it
+    torch.testing.assert_close(model.net.fc.weight, snapshots.val[1])
+    trainer.test(model, datamodule=dm, ckpt_path=str(tmp_path / "last.ckpt"))
+    torch.testing.assert_close(model.net.fc.weight, snapshots.val[1])
+    loaded = load_classifier(tmp_path / "last.ckpt")
+    torch.testing.assert_close(loaded.net.fc.weight, snapshots.val[1])
+
+
+def test_ema_config_composes_beside_the_default_callbacks(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("train", ["callbacks=[default,ema]", "callbacks.ema.decay=0.99"], tmp_path)
+    assert "model_checkpoint" in cfg.callbacks
+    ema = instantiate(cfg.callbacks.ema)
+    assert isinstance(ema, EMA) and ema._kwargs["multi_avg_fn"].decay == 0.99
