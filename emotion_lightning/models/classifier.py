@@ -74,6 +74,8 @@ class EmotionClassifier(L.LightningModule):
         test_time_shift: in test/predict, also average over the image moved this many pixels
             diagonally four ways (border black, like the training pad-and-crop): 5 views, 10
             with the flip. 0: off. Validation during fit (every epoch) uses the flip only.
+        test_time_crop: in test/predict, average over the four corner and the centre crops of
+            this many pixels instead (ten-crop with the flip; 0: off; not with the shifts).
         decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
             with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
@@ -100,6 +102,7 @@ class EmotionClassifier(L.LightningModule):
         channels_last: bool = False,
         test_time_flip: bool = False,
         test_time_shift: int = 0,
+        test_time_crop: int = 0,
         decay_norm_and_bias: bool = True,
         logged_samples: int = 16,
         optimizer: OptimizerFactory | None = None,
@@ -116,6 +119,9 @@ class EmotionClassifier(L.LightningModule):
                 raise ValueError(f"{len(class_weights)} class_weights for {len(class_names)} classes")
         if test_time_shift < 0:
             raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
+        if not 0 <= test_time_crop <= image_size or (test_time_crop and test_time_shift):
+            raise ValueError(f"test_time_crop={test_time_crop}: give 0 (off) or a crop side up to "
+                             f"image_size={image_size}, with test_time_shift=0")
         # records the normalised class_names/class_weights above (read from this frame)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = create_backbone(arch, len(class_names), conv1_init, weights)
@@ -149,9 +155,10 @@ class EmotionClassifier(L.LightningModule):
 
     def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
         """Class probabilities averaged over the test-time views (``test_time_flip``, and
-        ``test_time_shift`` unless ``shifts=False``)."""
+        ``test_time_shift`` or ``test_time_crop`` unless ``shifts=False``)."""
         shift = self.hparams.test_time_shift if shifts else 0
-        return average_probabilities(self, x, self.hparams.test_time_flip, shift)
+        crop = self.hparams.test_time_crop if shifts else 0
+        return average_probabilities(self, x, self.hparams.test_time_flip, shift, crop)
 
     @torch.inference_mode()
     def predict_faces(self, crops: Sequence[np.ndarray], chunk_size: int = 64) -> np.ndarray:
@@ -344,12 +351,14 @@ def load_classifier(
     map_location: str | torch.device = "cpu",
     test_time_flip: bool | None = None,
     test_time_shift: int | None = None,
+    test_time_crop: int | None = None,
 ) -> EmotionClassifier:
     """An EmotionClassifier from its checkpoint, loaded weights-only, for evaluation or use.
 
     The file is checked first with :func:`load_checkpoint_file`, so a missing file, a file that
     is not a checkpoint or one that would run code when unpickled fails with a clear error.
-    ``test_time_flip``/``test_time_shift`` override the checkpoint's settings when not ``None``.
+    ``test_time_flip``/``test_time_shift``/``test_time_crop`` override the checkpoint's
+    settings when not ``None`` (giving a crop turns the checkpoint's shifts off).
     """
     path = Path(path).expanduser()
     load_checkpoint_file(path)
@@ -361,4 +370,12 @@ def load_classifier(
         if int(test_time_shift) < 0:
             raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
         model.hparams.test_time_shift = int(test_time_shift)
+    if test_time_crop is not None:
+        crop = int(test_time_crop)
+        if not 0 <= crop <= model.hparams.image_size:
+            raise ValueError(f"test_time_crop must be 0 (off) or a crop side up to the model's "
+                             f"image_size={model.hparams.image_size}, got {crop}")
+        model.hparams.test_time_crop = crop
+        if crop and test_time_shift is None:
+            model.hparams.test_time_shift = 0
     return model.eval()

@@ -1,4 +1,4 @@
-"""Test-time augmentation: class probabilities averaged over mirrored and shifted views."""
+"""Test-time augmentation: class probabilities averaged over mirrored, shifted or cropped views."""
 
 from __future__ import annotations
 
@@ -23,12 +23,31 @@ def shift_image(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return padded[..., s - dy:s - dy + h, s - dx:s - dx + w]
 
 
-def inference_views(x: torch.Tensor, flip: bool = False, shift: int = 0) -> list[torch.Tensor]:
+def five_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """The four corner and the centre ``size`` x ``size`` crops of ``x`` (``[N, C, H, W]``)."""
+    h, w = x.shape[-2:]
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"test_time_crop must be in 1..{min(h, w)} pixels (the input side), "
+                         f"got {size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return [x[..., :size, :size], x[..., :size, w - size:], x[..., h - size:, :size],
+            x[..., h - size:, w - size:], x[..., top:top + size, left:left + size]]
+
+
+def inference_views(x: torch.Tensor, flip: bool = False, shift: int = 0,
+                    crop: int = 0) -> list[torch.Tensor]:
     """The image, its four diagonal ``shift``-pixel shifts (``shift > 0``), and their mirrors
-    (``flip``): 1, 2, 5 or 10 views of the batch."""
+    (``flip``): 1, 2, 5 or 10 views of the batch. ``crop > 0`` replaces the image and shifts
+    by its five ``crop``-pixel crops (:func:`five_crops`): with ``flip``, the ten-crop views
+    (Krizhevsky et al.), each ``crop`` pixels wide (the network pools globally)."""
     if shift < 0:
         raise ValueError(f"test_time_shift must be >= 0 pixels, got {shift}")
+    if crop and shift:
+        raise ValueError(f"test_time_crop={crop} and test_time_shift={shift}: choose one "
+                         "(set the other to 0)")
     views = [x]
+    if crop:
+        views = five_crops(x, crop)
     if shift:
         views += [shift_image(x, dx, dy)
                   for dx, dy in ((shift, shift), (-shift, -shift), (shift, -shift), (-shift, shift))]
@@ -42,9 +61,10 @@ def average_probabilities(
     x: torch.Tensor,
     flip: bool = False,
     shift: int = 0,
+    crop: int = 0,
 ) -> torch.Tensor:
     """Softmax of ``logits_fn`` averaged over :func:`inference_views` (one batched forward)."""
-    views = inference_views(x, flip, shift)
+    views = inference_views(x, flip, shift, crop)
     logits = logits_fn(torch.cat(views) if len(views) > 1 else x)
     probs = F.softmax(logits.float(), dim=1)
     return probs.reshape(len(views), -1, probs.shape[1]).mean(dim=0)
