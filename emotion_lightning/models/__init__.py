@@ -5,6 +5,7 @@ Names are imported on first use; importing the package registers the built-in ba
 
 from importlib import import_module
 
+from emotion_lightning.models.fer_nets import FerVGG, cifar_resnet
 from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_from_rgb
 from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
 
@@ -12,7 +13,9 @@ _LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "gray_distill"}
 __all__ = [
     "Conv1Distiller",
     "EmotionClassifier",
+    "FerVGG",
     "build_gray_resnet",
+    "cifar_resnet",
     "create_backbone",
     "gray_conv1_from_rgb",
     "list_backbones",
