@@ -11,7 +11,10 @@ and normalisation, so the files can be used without this package.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +93,9 @@ def export_torchscript(classifier: EmotionClassifier, path: str | Path, metadata
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
         # check_trace re-runs the model twice; parity is checked after export instead
         traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={"metadata.json": json.dumps(metadata)})
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"metadata.json": json.dumps(metadata)})
+    write_file(path, buffer.getvalue())
     return path
 
 
@@ -103,19 +108,20 @@ def export_onnx(
     path = Path(path)
     model = probability_model(classifier)
     example = _example_input(metadata["image_size"], batch=2)
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model, (example,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset, dynamo=False,  # the dynamo exporter needs onnxscript
         )
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    write_file(path, proto.SerializeToString())
     return path
 
 
@@ -138,6 +144,8 @@ def export_classifier(
             f"formats must be a non-empty subset of {sorted(FORMATS)}, got {list(formats)}"
         )
     ckpt_path = Path(ckpt_path).expanduser()
+    if name is not None:
+        check_file_stem(name)
     classifier = load_classifier(ckpt_path)
     output_dir = Path(output_dir)
     name = name or ckpt_path.stem
@@ -146,14 +154,48 @@ def export_classifier(
     existing = [str(p) for p in planned.values() if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing} already exist; pass overwrite=true or another name")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _require_writable(output_dir)
     metadata = export_metadata(classifier, str(ckpt_path.resolve()))
     if "torchscript" in planned:
         export_torchscript(classifier, planned["torchscript"], metadata)
     if "onnx" in planned:
         export_onnx(classifier, planned["onnx"], metadata, opset)
-    planned["metadata"].write_text(json.dumps(metadata, indent=2))
+    write_file(planned["metadata"], json.dumps(metadata, indent=2).encode())
     return planned
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` through a temporary file renamed into place: a full disk or a crash
+    leaves no half-written model; a failure names the file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path} ({error.strerror or error}); free space "
+                      "there or choose another output_dir") from None
+
+
+def check_file_stem(name: str) -> None:
+    """``name`` is a file name without suffix: no folder separators, not ``.``/``..``."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+            or os.sep in name or (os.altsep and os.altsep in name)):
+        raise ValueError(f"name={name!r} must be a plain file name (no folders, '/', '\\' or "
+                         "'..'); choose the folder with output_dir")
+
+
+def _require_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` and check a file can be written there, naming it if not."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            error.errno, f"cannot write to output_dir {output_dir} ({error.strerror or error}); "
+            "choose a writable folder with output_dir=..."
+        ) from None
 
 
 def max_abs_difference(

@@ -9,6 +9,7 @@ or fail with :class:`UnreadableImage` saying why.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,13 +98,34 @@ def decode_image(data: bytes, source: str = "<bytes>", max_side: int | None = No
     return DecodedImage(np.ascontiguousarray(rgb), scale, width, height, file_format)
 
 
+def not_a_file(path: str | Path) -> str | None:
+    """Why ``path``, a name listed in a folder, is not a readable file (None when it is one):
+    a dangling link, a link loop, a link to a folder, a folder."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            return f"dangling symbolic link to {os.readlink(path)} (the target is missing)"
+        except (OSError, RuntimeError):
+            return "symbolic link loop"
+        return "symbolic link to a folder" if target.is_dir() else "link to a non-file"
+    if path.is_dir():
+        return "a folder"
+    return "not a regular file" if path.exists() else "no such file"
+
+
 def load_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
     """:func:`decode_image` of the file at ``path``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise UnreadableImage(str(path), f"cannot read file ({error.strerror})") from None
+        odd = path.is_symlink() or path.is_dir()  # else the OS's reason says it best
+        reason = (not_a_file(path) if odd else None) or f"cannot read file ({error.strerror})"
+        raise UnreadableImage(str(path), reason) from None
     return decode_image(data, str(path), max_side)
 
 

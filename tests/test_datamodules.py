@@ -114,7 +114,7 @@ def test_synthetic_is_deterministic_balanced_and_varied():
     dm = SyntheticDataModule(num_train=20, num_val=10, num_test=10, batch_size=5)
     dm.setup()
     assert dm.class_counts("train") == [4, 4, 4, 4, 4]
-    with pytest.raises(ValueError, match="no synthetic drawing"):
+    with pytest.raises(ValueError, match="not an emotion name"):
         SyntheticDataModule(classes=["bored"])
 
 

@@ -25,32 +25,16 @@ from emotion_lightning.detect import (
     collect_media,
     draw_faces,
 )
-from emotion_lightning.faces import Detections, crop_face
+from emotion_lightning.faces import crop_face
 from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.runtime import auto_precision
 from tests.conftest import CLASSES, compose_cfg
+from tests.helpers import StubFinder, video_info, write_video
 
 
 @pytest.fixture(scope="session")
 def classifier(checkpoint) -> EmotionClassifier:
     return EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-
-
-class StubFinder:
-    """Finds the same boxes in every image; raises on call number ``fail_on_call``."""
-
-    def __init__(self, boxes, fail_on_call: int | None = None) -> None:
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        self.found = Detections(boxes, np.linspace(0.99, 0.96, len(boxes)).astype(np.float32),
-                                np.zeros((len(boxes), 5, 2), np.float32))
-        self.fail_on_call = fail_on_call
-        self.calls = 0
-
-    def detect(self, images):
-        self.calls += 1
-        if self.calls == self.fail_on_call:
-            raise RuntimeError("detector failed")
-        return [self.found for _ in images]
 
 
 def photo(height: int = 120, width: int = 160, seed: int = 0) -> np.ndarray:
@@ -248,25 +232,6 @@ def test_nothing_to_annotate_is_a_clear_error(classifier, tmp_path):
 
 
 # -- MediaAnnotator: videos ------------------------------------------------------------------
-def write_video(path: Path, frames: int, fps: float = 7.0, size=(96, 80)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(frames):
-        writer.write(np.full((size[1], size[0], 3), 10 * i, np.uint8))
-    writer.release()
-    return path
-
-
-def video_info(path: Path) -> tuple[int, float, tuple[int, int]]:
-    capture = cv2.VideoCapture(str(path))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    info = (frames, capture.get(cv2.CAP_PROP_FPS), size)
-    capture.release()
-    return info
-
-
 def test_video_every_n_frames_keeps_fps_size_and_every_frame(classifier, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=12)
     finder = StubFinder([[10, 10, 50, 60]])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,67 +12,10 @@ import pytest
 from PIL import Image
 
 from emotion_lightning.cli import faces as faces_cli
-from emotion_lightning.faces import Detections, FaceDatasetBuilder, FaceDetector
+from emotion_lightning.faces import FaceDatasetBuilder, FaceDetector
 from emotion_lightning.faces.report import COLUMNS, read_report, summarize
 from tests.conftest import SHARED_DATA, requires_shared
-
-
-class SquareFinder:
-    """A stand-in for MTCNN: every bright square (> 100) on a dark photo is a "face".
-
-    Squares averaging >= 180 are confident (0.99), dimmer ones doubtful (0.6). It records
-    the size of every image it is shown.
-    """
-
-    min_prob = 0.95
-    min_face_size = 20
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, int]] = []
-
-    def detect_all(self, images):
-        self.seen += [image.shape[:2] for image in images]
-        return [self._find(image) for image in images]
-
-    def _find(self, image: np.ndarray) -> Detections:
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        count, _, stats, _ = cv2.connectedComponentsWithStats((gray > 100).astype(np.uint8))
-        boxes, probs = [], []
-        for left, top, width, height, area in stats[1:count]:
-            if area >= 36:
-                boxes.append([left, top, left + width, top + height])
-                mean = gray[top : top + height, left : left + width].mean()
-                probs.append(0.99 if mean >= 180 else 0.6)
-        return Detections(
-            np.array(boxes, np.float32).reshape(-1, 4),
-            np.array(probs, np.float32),
-            np.zeros((len(probs), 5, 2), np.float32),
-        )
-
-
-def photo(seed: int, faces=((60, 40, 80),), size=(240, 320), dim: bool = False) -> np.ndarray:
-    """A dark RGB photo with textured bright squares ``(left, top, side)``."""
-    rng = np.random.default_rng(seed)
-    image = np.zeros((*size, 3), np.uint8)
-    for left, top, side in faces:
-        grid = rng.integers(0, 256, (12, 12), dtype=np.uint8)
-        texture = cv2.resize(grid, (side, side), interpolation=cv2.INTER_CUBIC)
-        base, spread = (110, 0.25) if dim else (160, 0.35)
-        image[top : top + side, left : left + side] = (base + texture * spread)[:, :, None].astype(
-            np.uint8
-        )
-    return image
-
-
-def save(path: Path, image: np.ndarray | Image.Image, fmt: str = "PNG", **options) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    picture.save(path, format=fmt, **options)
-    return path
-
-
-def builder(finder=None, **options) -> FaceDatasetBuilder:
-    return FaceDatasetBuilder(finder or SquareFinder(), **({"chunk_size": 4} | options))
+from tests.helpers import SquareFinder, builder, photo, save
 
 
 def rows_by_source(rows):

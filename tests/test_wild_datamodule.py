@@ -64,7 +64,7 @@ def test_exclusion_list_is_honoured_and_files_kept(crops):
     assert sum(dm.class_counts(s)[0] for s in ("train", "val", "test")) == 8
     assert (crops / "angry" / "0.png").exists()
     with pytest.raises(FileNotFoundError, match="exclude_file"):
-        WildDataModule(crops, classes=["angry"], cache_dir=None,
+        WildDataModule(crops, classes=["angry", "happy"], cache_dir=None,
                        exclude_file=crops / "nope.txt").setup()
 
 

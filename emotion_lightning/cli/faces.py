@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.detect.detector import resolve_device
 from emotion_lightning.faces.build import FaceDatasetBuilder
-from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions
+from emotion_lightning.faces.exclusions import EXCLUDE_NAME, merge_exclusion_list
 from emotion_lightning.faces.report import summarize
-from emotion_lightning.faces.review import REVIEW_DIR, write_review_pages
+from emotion_lightning.faces.review import REVIEW_DIR, review_rows, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
 from emotion_lightning.models.classifier import load_classifier
 
@@ -63,12 +63,13 @@ def review(cfg: DictConfig) -> None:
     """Merge downloaded exclusion lists, then (re)write the review pages (sorted by the
     suspicion of ``ckpt_path``'s model when given)."""
     exclude_file = Path(cfg.out_dir) / EXCLUDE_NAME
+    crops = {row["crop"] for row in review_rows(cfg.out_dir)} if cfg.exclude_from else set()
     for listing in cfg.exclude_from:
         path = Path(listing).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"exclusion list {path} does not exist")
-        added = add_exclusions(exclude_file, path.read_text(encoding="utf-8").splitlines())
-        print(f"{path}: {added} new exclusions added to {exclude_file}")
+        merged = merge_exclusion_list(exclude_file, path, crops)
+        print(f"{path}: {merged.added} new exclusions added to {exclude_file}")
+        if merged.unmatched:
+            print(f"{path}: {merged.describe()}")
     classifier = None
     if cfg.ckpt_path:
         classifier = load_classifier(cfg.ckpt_path, resolve_device(cfg.device))

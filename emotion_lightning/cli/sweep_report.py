@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 def _value(text: str):
@@ -25,23 +28,46 @@ def _value(text: str):
         return text
 
 
+def _read(path: Path, parse):
+    """``parse(text)`` of the file at ``path``; (None, why) when it is damaged."""
+    try:
+        return parse(path.read_text(encoding="utf-8")), ""
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        why = " ".join(str(error).split())[:80]  # one line: it goes in a table cell
+        return None, f"{path.name} unreadable ({type(error).__name__}: {why})"
+
+
 def collect_trials(sweep_dir: Path) -> tuple[list[dict], list[str], str]:
-    """Rows of (trial, swept parameters, metrics), the swept parameter names and the metric."""
+    """Rows of (trial, swept parameters, metrics), the swept parameter names and the metric.
+
+    A trial whose ``metrics.json`` or ``.hydra`` files are damaged is kept as an
+    ``unreadable`` row naming the file (logged), and the others are reported as usual.
+    """
     rows, params, metric = [], [], None
     for trial in sorted((p for p in sweep_dir.iterdir() if p.is_dir()),
                         key=lambda p: (len(p.name), p.name)):
         overrides_file = trial / ".hydra" / "overrides.yaml"
         if not overrides_file.is_file():
             continue
-        overrides = dict(o.split("=", 1) for o in yaml.safe_load(overrides_file.read_text()) or []
-                         if "=" in o)
+        listed, problem = _read(overrides_file, yaml.safe_load)
+        overrides = dict(o.split("=", 1) for o in (listed if isinstance(listed, list) else [])
+                         if isinstance(o, str) and "=" in o)
         config_file = trial / ".hydra" / "config.yaml"
         if metric is None and config_file.is_file():
-            metric = (yaml.safe_load(config_file.read_text()) or {}).get("optimized_metric")
+            config, _ = _read(config_file, yaml.safe_load)
+            metric = config.get("optimized_metric") if isinstance(config, dict) else None
         metrics_file = trial / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        rows.append({"trial": trial.name, "overrides": overrides,
-                     "status": "done" if metrics else "failed", "metrics": metrics})
+        metrics: dict = {}
+        if metrics_file.is_file() and not problem:
+            metrics, problem = _read(metrics_file, json.loads)
+            if not isinstance(metrics, dict):
+                problem = problem or f"{metrics_file.name} is not a JSON object"
+                metrics = {}
+        if problem:
+            log.warning("trial %s: %s; reported as unreadable", trial, problem)
+        status = f"unreadable: {problem}" if problem else "done" if metrics else "failed"
+        rows.append({"trial": trial.name, "overrides": overrides, "status": status,
+                     "metrics": metrics})
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no trials (<n>/.hydra/overrides.yaml)")
     counts: dict[str, set] = {}

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
@@ -31,6 +34,7 @@ from emotion_lightning.cli.common import (
     write_json,
 )
 from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identify_run
+from emotion_lightning.constants import canonical_emotion
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.runtime import cpu_name
 
@@ -119,7 +123,26 @@ def fit_summary(trainer: L.Trainer, seconds: float) -> dict:
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """``cfg.ckpt_path`` checked before fitting (the file is loaded weights-only).
+    """:func:`requested_checkpoint`, loaded (weights-only) and checked against the model:
+    a checkpoint of another class set fails naming both lists, before anything is built; a
+    file that is not a checkpoint fails with ``not a checkpoint: FILE``."""
+    ckpt = requested_checkpoint(cfg)
+    if ckpt is None:
+        return None
+    saved = (load_checkpoint_file(ckpt).get("hyper_parameters") or {}).get("class_names")
+    wanted = (cfg.get("model") or {}).get("class_names")
+    if saved is not None and wanted is not None and (
+            [canonical_emotion(c) for c in saved] != [canonical_emotion(c) for c in wanted]):
+        raise ValueError(
+            f"ckpt_path={ckpt} was trained on classes {list(saved)}, but this run's classes "
+            f"are {list(wanted)}: resume with data.classes={list(saved)}, or start a new run "
+            "from its weights with model.weights=<that checkpoint> (the head is rebuilt)"
+        )
+    return str(ckpt)
+
+
+def requested_checkpoint(cfg: DictConfig) -> Path | None:
+    """``cfg.ckpt_path`` checked before fitting, without loading it.
 
     ``last`` means the newer of the run dir's ``checkpoints/last.ckpt`` and
     ``checkpoints/interrupted.ckpt`` (saved when a fit is interrupted) and fails when there is
@@ -127,7 +150,6 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     a timeout or preemption; ``SLURM_RESTART_COUNT`` > 0) resumes that way without being
     asked. Unset in a run dir that already holds one of those fails (``FileExistsError``)
     rather than silently resuming it (Lightning's default) or overwriting that run's files.
-    A file that is not a checkpoint fails with ``not a checkpoint: FILE``.
     """
     ckpt = cfg.get("ckpt_path")
     folder = _checkpoint_dir(cfg)
@@ -156,8 +178,32 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     ckpt = Path(str(ckpt)).expanduser()
     if not ckpt.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt}: no such checkpoint file")
-    load_checkpoint_file(ckpt)
-    return str(ckpt)
+    return ckpt
+
+
+class RunDirGuard(Callback):
+    """Hydra callback (``conf/train.yaml``): the run-dir checks of :func:`requested_checkpoint`
+    before Hydra writes ``.hydra/`` into ``hydra.run.dir``, so a refused command leaves the
+    earlier run's record (which ``emotion-sweep-report`` reads) as it was; it exits 1 with the
+    error."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if not config.get("train", True):
+            return
+        cfg = copy.deepcopy(config)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.runtime.output_dir = os.path.abspath(str(cfg.hydra.run.dir))
+        hydra_config = HydraConfig.instance()
+        before = hydra_config.cfg
+        hydra_config.set_config(cfg)  # ${hydra:runtime.output_dir} as the job will see it
+        try:
+            requested_checkpoint(cfg)
+        except (FileExistsError, FileNotFoundError) as error:
+            # Hydra turns a callback's exception into a warning and goes on: stop here instead
+            print(f"Error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        finally:
+            hydra_config.cfg = before
 
 
 def _checkpoint_dir(cfg: DictConfig) -> Path:

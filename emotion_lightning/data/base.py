@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 from typing import TypedDict
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.runtime import auto_num_workers
 
@@ -64,6 +65,31 @@ def build_loader(
         persistent_workers=num_workers > 0,
         drop_last=shuffle and len(dataset) > batch_size,
     )
+
+
+#: The emotion names a datamodule's ``classes`` may hold: FER2013's seven, and contempt.
+KNOWN_CLASSES: tuple[str, ...] = tuple(dict.fromkeys([*FER_EMOTIONS, *EMOTION_ALIASES.values()]))
+
+
+def check_classes(classes: Sequence[str]) -> list[str]:
+    """The canonical names of ``classes``; fails before anything is built or read when a name
+    is not an emotion (with the nearest known name), appears twice, or there are fewer than 2."""
+    if isinstance(classes, str):
+        raise ValueError(f"data.classes must be a list of emotion names, got the string {classes!r}")
+    names = [canonical_emotion(c) for c in classes]
+    unknown = [c for c in names if c not in KNOWN_CLASSES]
+    if unknown:
+        hints = [f"{c!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+            c, KNOWN_CLASSES, n=1)) else repr(c) for c in unknown]
+        raise ValueError(f"data.classes {list(classes)}: {', '.join(hints)} is not an emotion "
+                         f"name; choose from {list(KNOWN_CLASSES)}")
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise ValueError(f"data.classes {list(classes)} names {repeated} more than once (aliases "
+                         "such as anger/angry count as one); each class must appear once")
+    if len(names) < 2:
+        raise ValueError(f"data.classes {list(classes)}: a classifier needs at least two classes")
+    return names
 
 
 def select_classes(
@@ -151,7 +177,7 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
-        self.class_names = [canonical_emotion(c) for c in classes]
+        self.class_names = check_classes(classes)
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers

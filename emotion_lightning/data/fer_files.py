@@ -23,8 +23,10 @@ from emotion_lightning.images import (
     STILL_IMAGE_SUFFIXES,
     UnreadableImage,
     load_gray,
+    not_a_file,
     resize_square,
 )
+from emotion_lightning.textfiles import TextEncodingError, open_text
 
 log = logging.getLogger(__name__)
 
@@ -63,47 +65,76 @@ class FERFormatError(ValueError):
     """A FER2013 file that does not follow the expected format."""
 
 
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return text.isascii()
+
+
+def _csv_rows(path: Path):
+    """(line number, row) of the CSV at ``path`` in its encoding (an Excel BOM is dropped);
+    a broken quote or a non-text byte raises FERFormatError naming the file and line."""
+    with open_text(path) as f:
+        reader = csv.reader(f)
+        line_no = 1  # where the next row starts
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise FERFormatError(
+                    f"{path}:{line_no}: {error} (a quote opened here and never closed?); fix "
+                    "or remove that row"
+                ) from None
+            except TextEncodingError as error:
+                raise FERFormatError(f"{error} (near line {line_no})") from None
+            yield line_no, row
+            line_no = reader.line_num + 1
+
+
 def read_fer_csv(path: str | Path) -> FERTable:
     """Parse the Kaggle CSV; a malformed row raises FERFormatError naming file and line."""
     path = Path(path)
     images, labels, usages = [], [], []
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if header[:2] != ["emotion", "pixels"]:
+    rows = _csv_rows(path)
+    header = [h.strip() for h in next(rows, (1, []))[1]]
+    if header[:2] != ["emotion", "pixels"]:
+        raise FERFormatError(
+            f"{path}:1: header is {header!r}, expected 'emotion,pixels[,Usage]'"
+        )
+    has_usage = len(header) > 2 and header[2] == "Usage"
+    for line_no, row in tqdm(rows, desc=f"reading {path.name}", unit=" rows"):
+        if not row:
+            continue
+        where = f"{path}:{line_no}"
+        if len(row) < 2:
+            raise FERFormatError(f"{where}: expected emotion,pixels[,Usage], got {row!r}")
+        try:
+            label = int(row[0])
+        except ValueError:
+            raise FERFormatError(f"{where}: emotion {row[0]!r} is not an integer 0-6") from None
+        if not 0 <= label < len(FER_EMOTIONS):
+            raise FERFormatError(f"{where}: emotion {label} is outside 0-6 {FER_EMOTIONS}")
+        values = row[1].split()
+        bad = next((v for v in values if not _is_integer(v)), None)
+        if bad is not None:
+            raise FERFormatError(f"{where}: pixel value {bad!r} is not an integer 0-255")
+        pixels = np.array(values, dtype=np.int64)
+        if pixels.size != FER_SIZE * FER_SIZE:
             raise FERFormatError(
-                f"{path}:1: header is {header!r}, expected 'emotion,pixels[,Usage]'"
+                f"{where}: {pixels.size} pixel values, expected {FER_SIZE * FER_SIZE} (48x48)"
             )
-        has_usage = len(header) > 2 and header[2] == "Usage"
-        for line_no, row in enumerate(tqdm(reader, desc=f"reading {path.name}", unit=" rows"), 2):
-            if not row:
-                continue
-            where = f"{path}:{line_no}"
-            if len(row) < 2:
-                raise FERFormatError(f"{where}: expected emotion,pixels[,Usage], got {row!r}")
-            try:
-                label = int(row[0])
-            except ValueError:
-                raise FERFormatError(f"{where}: emotion {row[0]!r} is not an integer 0-6") from None
-            if not 0 <= label < len(FER_EMOTIONS):
-                raise FERFormatError(f"{where}: emotion {label} is outside 0-6 {FER_EMOTIONS}")
-            try:
-                pixels = np.array(row[1].split(), dtype=np.int64)
-            except ValueError:
-                bad = next(v for v in row[1].split() if not v.lstrip("-").isdigit())
-                raise FERFormatError(f"{where}: pixel value {bad!r} is not an integer") from None
-            if pixels.size != FER_SIZE * FER_SIZE:
-                raise FERFormatError(
-                    f"{where}: {pixels.size} pixel values, expected {FER_SIZE * FER_SIZE} (48x48)"
-                )
-            if pixels.min() < 0 or pixels.max() > 255:
-                raise FERFormatError(f"{where}: pixel values must lie in 0-255")
-            usage = row[2].strip() if has_usage and len(row) > 2 else "Training"
-            if usage not in USAGES:
-                raise FERFormatError(f"{where}: Usage {usage!r} is not one of {USAGES}")
-            images.append(pixels.astype(np.uint8).reshape(FER_SIZE, FER_SIZE))
-            labels.append(label)
-            usages.append(usage)
+        if pixels.min() < 0 or pixels.max() > 255:
+            raise FERFormatError(f"{where}: pixel values must lie in 0-255")
+        usage = row[2].strip() if has_usage and len(row) > 2 else "Training"
+        if usage not in USAGES:
+            raise FERFormatError(f"{where}: Usage {usage!r} is not one of {USAGES}")
+        images.append(pixels.astype(np.uint8).reshape(FER_SIZE, FER_SIZE))
+        labels.append(label)
+        usages.append(usage)
     if not images:
         raise FERFormatError(f"{path}: no data rows")
     return FERTable(np.stack(images), np.asarray(labels, np.int64), np.asarray(usages))
@@ -114,6 +145,7 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
     root = Path(root)
     entries = []
     ignored: list[Path] = []
+    broken: list[str] = []
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         folder_usage = FOLDER_USAGE.get(split_dir.name.lower())
         if folder_usage is None:
@@ -131,6 +163,10 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
                     if file.is_file() and not file.name.startswith("."):
                         ignored.append(file)
                     continue
+                problem = not_a_file(file)
+                if problem:
+                    broken.append(f"{file} ({problem})")
+                    continue
                 prefix = file.name.split("_", 1)[0]
                 usage = prefix if prefix in USAGES else folder_usage
                 entries.append((file, label, usage))
@@ -138,6 +174,9 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
         log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
                     "%s, e.g. %s", len(ignored), "/".join(sorted(STILL_IMAGE_SUFFIXES)), root,
                     ignored[0])
+    if broken:
+        log.warning("skipped %d image name(s) that are not readable files under %s: %s%s",
+                    len(broken), root, "; ".join(broken[:5]), " ..." if len(broken) > 5 else "")
     return entries
 
 
@@ -165,8 +204,10 @@ def read_fer_folder(root: str | Path, entries: list[tuple[Path, int, str]]) -> F
 
 def _is_kaggle_csv(path: Path) -> bool:
     """True when the file starts with the Kaggle header (other CSVs, e.g. manifests, are not data)."""
-    with path.open(newline="") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
+    try:
+        header = [h.strip() for h in next(_csv_rows(path), (1, []))[1]]
+    except FERFormatError:
+        return False
     return header[:2] == ["emotion", "pixels"]
 
 

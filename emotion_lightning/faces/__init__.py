@@ -5,7 +5,12 @@ from emotion_lightning.faces.boxes import box_iou, match_boxes, square_box
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.crop import crop_face, crop_square
 from emotion_lightning.faces.detector import Detections, FaceDetector
-from emotion_lightning.faces.exclusions import EXCLUDE_NAME, add_exclusions, read_exclusions
+from emotion_lightning.faces.exclusions import (
+    EXCLUDE_NAME,
+    add_exclusions,
+    merge_exclusion_list,
+    read_exclusions,
+)
 from emotion_lightning.faces.policy import POLICIES, FaceChoice, choose_face
 from emotion_lightning.faces.review import write_review_pages
 
@@ -24,6 +29,7 @@ __all__ = [
     "crop_face",
     "crop_square",
     "match_boxes",
+    "merge_exclusion_list",
     "read_exclusions",
     "square_box",
     "write_review_pages",

@@ -8,6 +8,8 @@ written to ``out_dir/<label>/<name>.png``. Every source gets one row in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -25,9 +27,18 @@ from emotion_lightning.faces.crop import crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.policy import POLICIES, choose_face
 from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report, repair_report
-from emotion_lightning.images import FER_SIZE, DecodedImage, UnreadableImage, decode_image
+from emotion_lightning.images import (
+    FER_SIZE,
+    DecodedImage,
+    UnreadableImage,
+    decode_image,
+    not_a_file,
+)
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import source_info
+
+#: Held while a build writes into an out_dir.
+LOCK_NAME = ".build.lock"
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class Source:
 
 
 def find_sources(raw_dir: str | Path, classes: Sequence[str] | None = None) -> list[Source]:
-    """Every file under ``raw_dir/<label>/`` (hidden files skipped), sorted.
+    """Every file under ``raw_dir/<label>/`` (hidden files skipped), sorted; links that are
+    not files (dangling, loops, to a folder) are sources too, so they get a report row.
 
     ``classes`` limits the labels; folder names are mapped to canonical emotion names.
     """
@@ -54,7 +66,8 @@ def find_sources(raw_dir: str | Path, classes: Sequence[str] | None = None) -> l
             continue
         for path in sorted(folder.rglob("*")):
             relative = path.relative_to(raw_dir)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            if (path.is_file() or path.is_symlink()) and not any(
+                    part.startswith(".") for part in relative.parts):
                 sources.append(Source(relative.as_posix(), label))
     if not sources:
         raise ValueError(
@@ -131,12 +144,17 @@ class FaceDatasetBuilder:
     ) -> list[dict[str, str]]:
         """Process every source without a report row; return all report rows."""
         raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with _only_build(out_dir):
+            return self._build(raw_dir, out_dir, classes, progress)
+
+    def _build(self, raw_dir: Path, out_dir: Path, classes: Sequence[str] | None,
+               progress: bool) -> list[dict[str, str]]:
         report_path = out_dir / REPORT_NAME
         repair_report(report_path)
         previous = read_report(report_path)
         self._check_same_style(previous, out_dir)
         pending = unprocessed_sources(raw_dir, previous, classes)
-        out_dir.mkdir(parents=True, exist_ok=True)
         index = DuplicateIndex(self.near_duplicate_distance)
         for row in previous:
             if row["status"] == "kept":
@@ -173,6 +191,10 @@ class FaceDatasetBuilder:
         for source in chunk:
             base = {"source": source.relpath, "label": source.label}
             try:
+                problem = not_a_file(raw_dir / source.relpath)
+                if problem:
+                    rows.append(_dropped(base, "unreadable", problem))
+                    continue
                 data = (raw_dir / source.relpath).read_bytes()
                 sha = sha256_hex(data)
                 earlier = index.find(sha)
@@ -256,6 +278,33 @@ class FaceDatasetBuilder:
             return _dropped(row, "duplicate", f"{what} as {earlier.key}")
         _write_png(out_dir / relpath, crop)
         return {**row, "status": "kept", "crop": relpath, "phash": f"{crop_hash:016x}"}
+
+
+@contextlib.contextmanager
+def _only_build(out_dir: Path):
+    """Hold ``out_dir/.build.lock`` (an OS lock, released when the process ends, however it
+    ends): a second build on the same ``out_dir`` fails at once instead of writing every row
+    twice."""
+    lock_path = out_dir / LOCK_NAME
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RuntimeError(
+                f"{out_dir} is being built by {holder}: wait for it to finish (rerunning then "
+                "resumes), or build into another out_dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"process {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _is_aligned(crop_style: str) -> bool:

@@ -242,6 +242,7 @@ def write_review_pages(
     for row in rows:
         by_label[row["label"]].append(row)
     pages = []
+    names = page_names(by_label)
     for label, label_rows in sorted(by_label.items()):
         tiles = [
             _tile(row, _thumbnail(Path(row["_file"])), row["crop"] in excluded,
@@ -249,7 +250,7 @@ def write_review_pages(
             for row in label_rows
         ]
         ticked = sum(row["crop"] in excluded for row in label_rows)
-        page = review_dir / f"{_safe_name(label)}.html"
+        page = review_dir / f"{names[label]}.html"
         page.write_text(render_page(label, tiles, ticked, ranked=bool(scores)), encoding="utf-8")
         pages.append(page)
     return pages
@@ -269,5 +270,22 @@ def _thumbnail(path: Path) -> bytes:
     return cv2.imencode(".png", gray)[1].tobytes()
 
 
-def _safe_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "label"
+def page_names(labels) -> dict[str, str]:
+    """A distinct file stem for each label: the label itself when it is a plain lower-case
+    name (letters, digits, ``-``, ``_``), otherwise its plain form plus a hash of the label,
+    so ``so sad`` and ``so_sad`` (or ``Happy`` and ``happy`` on a case-blind disk) never
+    share a page."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in sorted(labels):
+        plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in label)
+        digest = hashlib.sha256(label.encode()).hexdigest()
+        name, length = plain, 0
+        if not plain or plain != label or label != label.lower():  # lossy: ambiguous alone
+            name, length = f"{plain or 'label'}-{digest[:8]}", 8
+        while name.lower() in taken:  # a label spelt like another's hashed name
+            length += 8
+            name = f"{plain or 'label'}-{digest[:length]}"
+        names[label] = name
+        taken.add(name.lower())
+    return names
