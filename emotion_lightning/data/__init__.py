@@ -14,6 +14,7 @@ _EXPORTS = {
     "SyntheticDataModule": "synthetic",
     "WildDataModule": "wild",
     "GrayDistillDataModule": "gray_distill",
+    "RAFDBDataModule": "rafdb",
 }
 __all__ = sorted(_EXPORTS)
 
