@@ -10,27 +10,33 @@ from emotion_lightning.cli.train import train
 from tests import dataset_fixtures as fixtures
 from tests.conftest import compose_cfg
 
-WRITERS = {"rafdb": fixtures.write_rafdb}
-CLASS_SETS = {"rafdb": "rafdb7"}
+#: data option -> (fixture writer, its full class set, overrides of a second fast_dev_run)
+CASES = {
+    "rafdb": (fixtures.write_rafdb, "rafdb7", None),
+    "ferplus": (fixtures.write_ferplus, "ferplus8", ["data.label_mode=probability"]),
+}
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_data_option_composes_and_instantiates(name, tmp_path):
-    root = WRITERS[name](tmp_path / name)
-    cfg = compose_cfg("train", [f"data={name}", f"class_set={CLASS_SETS[name]}",
-                                f"data.root={root}"], tmp_path / "run")
+    writer, class_set, _ = CASES[name]
+    root = writer(tmp_path / name)
+    cfg = compose_cfg("train", [f"data={name}", f"class_set={class_set}", f"data.root={root}"],
+                      tmp_path / "run")
     dm = instantiate(cfg.data)
     assert dm.class_names == list(cfg.classes)
     dm.setup("test")
     assert len(dm.datasets["test"]) > 0
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
-def test_fast_dev_run_on_each_dataset(name, tmp_path):
-    root = WRITERS[name](tmp_path / name)
+@pytest.mark.parametrize("name, variant", [
+    pytest.param(n, v, id=" ".join([n, *v])) for n in sorted(CASES)
+    for v in ([], CASES[n][2]) if v is not None])
+def test_fast_dev_run_on_each_dataset(name, variant, tmp_path):
+    root = CASES[name][0](tmp_path / name)
     cfg = compose_cfg("train", ["experiment=quickstart", f"data={name}", "debug=fdr",
-                                f"data.root={root}", "data.batch_size=4", "data.num_workers=0"],
-                      tmp_path / "run")
+                                f"data.root={root}", "data.batch_size=4", "data.num_workers=0",
+                                *variant], tmp_path / "run")
     assert cfg.data.root == str(root) and cfg.data._target_.endswith("DataModule")
     with open_dict(cfg):
         cfg.trainer.detect_anomaly = False

@@ -6,7 +6,6 @@ import logging
 import pickle
 
 import cv2
-
 import numpy as np
 import pytest
 import torch

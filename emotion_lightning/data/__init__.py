@@ -15,6 +15,7 @@ _EXPORTS = {
     "WildDataModule": "wild",
     "GrayDistillDataModule": "gray_distill",
     "RAFDBDataModule": "rafdb",
+    "FERPlusDataModule": "ferplus",
 }
 __all__ = sorted(_EXPORTS)
 
