@@ -83,3 +83,50 @@ def write_ferplus(root: Path, seed: int = 0) -> Path:
             pixels.writerow([0, " ".join(map(str, image.ravel())), usage])
             votes_out.writerow([usage, f"fer{i:07d}.png", *votes])
     return root
+
+
+AFFECTNET_HEADER = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,"
+                    "expression,valence,arousal")
+
+
+def boxed_photo(label: int, box: tuple[int, int, int, int], rng: np.random.Generator,
+                shape: tuple[int, int] = (120, 140)) -> np.ndarray:
+    """A gray photo, black (value 0) but for the face ``box`` (left, top, width, height) shaded
+    ``label_shade(label)``: a crop that is not exactly the box shows in its mean."""
+    photo = np.zeros(shape, np.uint8)
+    x, y, w, h = box
+    photo[y:y + h, x:x + w] = face(label, rng, size=max(w, h))[:h, :w]
+    return photo
+
+
+def affectnet_row(rel: str, box: tuple[int, int, int, int], expression: int, rng) -> str:
+    landmarks = ";".join(f"{v:.2f}" for v in rng.uniform(0, 100, 136))
+    valence, arousal = (-2, -2) if expression > 7 else rng.uniform(-1, 1, 2).round(4)
+    return f'{rel},{box[0]},{box[1]},{box[2]},{box[3]},"{landmarks}",{expression},{valence},{arousal}'
+
+
+def write_affectnet(root: Path, train_per_label: int = 5, test_per_label: int = 2,
+                    seed: int = 0) -> Path:
+    """AffectNet: ``Manually_Annotated_Images/<dir>/<sha1>.jpg`` photos with one boxed face and
+    ``training.csv`` / ``validation.csv`` (the official columns, quoted landmarks) listing
+    them: each expression 0-7 ``train_per_label`` / ``test_per_label`` times, and one row of
+    each of expressions 8, 9, 10 in training.csv."""
+    import hashlib
+
+    rng = np.random.default_rng(seed)
+    images = root / "Manually_Annotated_Images"
+    counter = 0
+    for name, per_label in (("training.csv", train_per_label), ("validation.csv", test_per_label)):
+        rows = [AFFECTNET_HEADER]
+        labels = [e for e in range(8) for _ in range(per_label)]
+        labels += list(range(8, 11)) if name == "training.csv" else []
+        for expression in labels:
+            counter += 1
+            folder = images / str(counter % 3 + 1)
+            folder.mkdir(parents=True, exist_ok=True)
+            rel = f"{folder.name}/{hashlib.sha1(str(counter).encode()).hexdigest()}.jpg"
+            box = (int(rng.integers(5, 40)), int(rng.integers(5, 30)), 64, 64)
+            cv2.imwrite(str(images / rel), boxed_photo(min(expression, 7), box, rng))
+            rows.append(affectnet_row(rel, box, expression, rng))
+        (root / name).write_text("\n".join(rows) + "\n")
+    return root

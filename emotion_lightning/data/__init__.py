@@ -16,6 +16,7 @@ _EXPORTS = {
     "GrayDistillDataModule": "gray_distill",
     "RAFDBDataModule": "rafdb",
     "FERPlusDataModule": "ferplus",
+    "AffectNetDataModule": "affectnet",
 }
 __all__ = sorted(_EXPORTS)
 
