@@ -130,3 +130,58 @@ def write_affectnet(root: Path, train_per_label: int = 5, test_per_label: int = 
             rows.append(affectnet_row(rel, box, expression, rng))
         (root / name).write_text("\n".join(rows) + "\n")
     return root
+
+
+def ck_label(subject: int, sequence: int) -> int:
+    """The CK+ emotion (1-7) of the fixture's sequence ``sequence`` of subject ``subject``."""
+    return 1 + (2 * subject + sequence) % 7
+
+
+def write_ckplus(root: Path, subjects: int = 6, sequences: int = 2, frames: int = 5,
+                 seed: int = 0) -> Path:
+    """CK+ sequence layout: ``cohn-kanade-images/S0xx/00y/S0xx_00y_0000000f.png`` photos (face
+    box shaded neutral for the first two frames, then by the emotion), ``Landmarks/...`` (68
+    points inside the box; the box is their bounds) and ``Emotion/.../*_emotion.txt`` on the
+    last frame of each sequence (``ck_label``)."""
+    rng = np.random.default_rng(seed)
+    for s in range(subjects):
+        subject = f"S{5 * (s + 1):03d}"
+        for q in range(sequences):
+            sequence = f"{q + 1:03d}"
+            label = ck_label(s, q)
+            for folder in ("cohn-kanade-images", "Landmarks", "Emotion"):
+                (root / folder / subject / sequence).mkdir(parents=True, exist_ok=True)
+            for f in range(1, frames + 1):
+                stem = f"{subject}_{sequence}_{f:08d}"
+                box = (int(rng.integers(10, 50)), int(rng.integers(10, 40)), 60, 60)
+                shade_label = label if f > 2 else 0
+                cv2.imwrite(str(root / "cohn-kanade-images" / subject / sequence / f"{stem}.png"),
+                            boxed_photo(shade_label, box, rng))
+                x, y, w, h = box
+                points = np.column_stack([rng.uniform(x, x + w - 1, 68), rng.uniform(y, y + h - 1, 68)])
+                points[:2] = [[x, y], [x + w, y + h]]
+                (root / "Landmarks" / subject / sequence / f"{stem}_landmarks.txt").write_text(
+                    "".join(f"   {px:.7e}   {py:.7e}\n" for px, py in points))
+            (root / "Emotion" / subject / sequence / f"{stem}_emotion.txt").write_text(
+                f"   {label:.7e}\n")
+    return root
+
+
+CK48_FOLDERS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+
+
+def write_ck48(root: Path, subjects: int = 6, per_subject: int = 3, seed: int = 0) -> Path:
+    """The CK+48 copy: ``<emotion>/S0xx_00y_0000000f.png`` 48x48 faces, ``per_subject`` frames
+    of each emotion folder per subject (shaded by the CK+ label)."""
+    from emotion_lightning.constants import canonical_emotion
+    from emotion_lightning.data.ckplus import CKPLUS_CLASSES
+
+    rng = np.random.default_rng(seed)
+    for folder in CK48_FOLDERS:
+        label = CKPLUS_CLASSES.index(canonical_emotion(folder))
+        (root / folder).mkdir(parents=True)
+        for s in range(subjects):
+            for f in range(per_subject):
+                cv2.imwrite(str(root / folder / f"S{5 * (s + 1):03d}_{label:03d}_{f + 9:08d}.png"),
+                            face(label, rng, size=48))
+    return root

@@ -17,6 +17,9 @@ CASES = {
     # enough faces per class for the default 5% validation hold-out
     "affectnet": (partial(fixtures.write_affectnet, train_per_label=20), "affectnet8", None),
     "rafdb": (fixtures.write_rafdb, "rafdb7", None),
+    # ten subjects (the default ten folds), each showing all seven emotions
+    "ckplus": (partial(fixtures.write_ckplus, subjects=10, sequences=7, frames=3), "seven",
+               ["data.folds=3", "data.fold=2", "data.neutral_frames=1"]),
     "ferplus": (fixtures.write_ferplus, "ferplus8", ["data.label_mode=probability"]),
 }
 

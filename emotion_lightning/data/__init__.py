@@ -17,6 +17,7 @@ _EXPORTS = {
     "RAFDBDataModule": "rafdb",
     "FERPlusDataModule": "ferplus",
     "AffectNetDataModule": "affectnet",
+    "CKPlusDataModule": "ckplus",
 }
 __all__ = sorted(_EXPORTS)
 
