@@ -185,3 +185,26 @@ def write_ck48(root: Path, subjects: int = 6, per_subject: int = 3, seed: int = 
                 cv2.imwrite(str(root / folder / f"S{5 * (s + 1):03d}_{label:03d}_{f + 9:08d}.png"),
                             face(label, rng, size=48))
     return root
+
+
+def write_expw(root: Path, photos: int = 30, seed: int = 0) -> Path:
+    """ExpW: ``image/origin/<name>.jpg`` photos with one or two boxed faces (shaded by label,
+    FER order) and ``label/label.lst`` (``image_name face_id top left right bottom confidence
+    label``). Photo ``k`` shows label ``k % 7``; every third photo has a second face of label
+    ``(k + 3) % 7`` to its right."""
+    rng = np.random.default_rng(seed)
+    (root / "image" / "origin").mkdir(parents=True)
+    (root / "label").mkdir(parents=True)
+    lines = []
+    for k in range(photos):
+        name = f"{('angry', 'happy', 'sad')[k % 3]}_people_{k}.jpg"
+        photo = np.zeros((100, 180), np.uint8)
+        faces = [(k % 7, 10)] + ([((k + 3) % 7, 100)] if k % 3 == 0 else [])
+        for face_id, (label, left) in enumerate(faces):
+            top, side = int(rng.integers(5, 30)), 60
+            photo[top:top + side, left:left + side] = face(label, rng, size=side)
+            lines.append(f"{name} {face_id} {top} {left} {left + side} {top + side} "
+                         f"{rng.uniform(20, 90):.10f} {label}")
+        cv2.imwrite(str(root / "image" / "origin" / name), photo)
+    (root / "label" / "label.lst").write_text("\n".join(lines) + "\n")
+    return root

@@ -20,6 +20,7 @@ CASES = {
     # ten subjects (the default ten folds), each showing all seven emotions
     "ckplus": (partial(fixtures.write_ckplus, subjects=10, sequences=7, frames=3), "seven",
                ["data.folds=3", "data.fold=2", "data.neutral_frames=1"]),
+    "expw": (partial(fixtures.write_expw, photos=60), "seven", None),
     "ferplus": (fixtures.write_ferplus, "ferplus8", ["data.label_mode=probability"]),
 }
 

@@ -18,6 +18,7 @@ _EXPORTS = {
     "FERPlusDataModule": "ferplus",
     "AffectNetDataModule": "affectnet",
     "CKPlusDataModule": "ckplus",
+    "ExpWDataModule": "expw",
 }
 __all__ = sorted(_EXPORTS)
 
