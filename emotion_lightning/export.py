@@ -2,8 +2,9 @@
 
 Both files take ``[N, 1, S, S]`` float32 gray faces normalised as in training
 (``(pixel / 255 - mean) / std``) and return ``[N, C]`` class probabilities (softmax; averaged
-over the mirrored and shifted faces when the checkpoint uses test-time views, as
-``predict_proba`` does). The batch axis is dynamic.
+over the mirrored, shifted or cropped faces when the checkpoint uses test-time views, as
+``predict_proba`` does; averaged over the members for an ensemble of checkpoints). The batch
+axis is dynamic.
 ``<name>.json`` (and the ONNX file's ``metadata_props``) holds the class names, input size
 and normalisation, so the files can be used without this package.
 """
@@ -24,8 +25,10 @@ import torch
 from torch import nn
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD, LUMA_WEIGHTS
-from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
-from emotion_lightning.models.test_time import average_probabilities
+from emotion_lightning.models.classifier import EmotionClassifier
+from emotion_lightning.models.ensemble import ClassifierEnsemble
+from emotion_lightning.models.loading import load_model
+from emotion_lightning.models.test_time import average_probabilities, resized
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT_NAME = "input"
@@ -35,26 +38,53 @@ OUTPUT_NAME = "probabilities"
 class ProbabilityModel(nn.Module):
     """``[N, 1, S, S]`` normalised gray faces -> ``[N, C]`` probabilities."""
 
-    def __init__(self, net: nn.Module, test_time_flip: bool = False, test_time_shift: int = 0) -> None:
+    def __init__(self, net: nn.Module, test_time_flip: bool = False, test_time_shift: int = 0,
+                 test_time_crop: int = 0, image_size: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.test_time_flip = test_time_flip
         self.test_time_shift = test_time_shift
+        self.test_time_crop = test_time_crop
+        self.image_size = image_size  # inputs are resized to it when given (ensemble members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return average_probabilities(self.net, x, self.test_time_flip, self.test_time_shift)
+        if self.image_size is not None:
+            x = resized(x, self.image_size)
+        return average_probabilities(self.net, x, self.test_time_flip, self.test_time_shift,
+                                     self.test_time_crop)
 
 
-def probability_model(classifier: EmotionClassifier) -> ProbabilityModel:
-    """A CPU copy of the classifier's network with softmax averaged over its test-time views,
-    in eval mode: the probabilities of :meth:`EmotionClassifier.predict_proba`."""
+class MeanProbabilities(nn.Module):
+    """The average of several probability models' outputs (an exported ensemble)."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def probability_model(model: EmotionClassifier | ClassifierEnsemble) -> nn.Module:
+    """A CPU copy of the network(s) with softmax averaged over the test-time views (and the
+    members of an ensemble), in eval mode: the probabilities of ``model.predict_proba``."""
+    if isinstance(model, ClassifierEnsemble):
+        size = int(model.hparams.image_size)
+        return MeanProbabilities([_single(m, None if int(m.hparams.image_size) == size
+                                          else int(m.hparams.image_size))
+                                  for m in model.members]).eval()
+    return _single(model, None)
+
+
+def _single(classifier: EmotionClassifier, image_size: int | None) -> ProbabilityModel:
     net = copy.deepcopy(classifier.net).to("cpu", memory_format=torch.contiguous_format)
     hparams = classifier.hparams
-    return ProbabilityModel(net, bool(hparams.test_time_flip),
-                            int(hparams.get("test_time_shift", 0))).eval()
+    return ProbabilityModel(net, bool(hparams.test_time_flip), int(hparams.get("test_time_shift", 0)),
+                            int(hparams.get("test_time_crop", 0)), image_size).eval()
 
 
-def export_metadata(classifier: EmotionClassifier, source: str | None = None) -> dict:
+def export_metadata(classifier: EmotionClassifier | ClassifierEnsemble,
+                    source: str | list[str] | None = None) -> dict:
     """What a user of the exported files needs: classes, input size and normalisation."""
     size = int(classifier.hparams.image_size)
     return {
@@ -73,14 +103,25 @@ def export_metadata(classifier: EmotionClassifier, source: str | None = None) ->
         },
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classifier.class_names)],
                    "meaning": "class probabilities (softmax), in class_names order"},
-        "test_time_flip": bool(classifier.hparams.test_time_flip),
-        "test_time_shift": int(classifier.hparams.get("test_time_shift", 0)),
+        **_views(classifier),
         "arch": classifier.hparams.arch,
         "source_checkpoint": source,
     }
 
 
-def export_torchscript(classifier: EmotionClassifier, path: str | Path, metadata: dict) -> Path:
+def _views(model: EmotionClassifier | ClassifierEnsemble) -> dict:
+    """The test-time views of a classifier, or of each member of an ensemble."""
+    if isinstance(model, ClassifierEnsemble):
+        return {"ensemble_of": len(model.members),
+                "members": [_views(member) | {"arch": member.hparams.arch,
+                                              "image_size": int(member.hparams.image_size)}
+                            for member in model.members]}
+    return {"test_time_flip": bool(model.hparams.test_time_flip),
+            "test_time_shift": int(model.hparams.get("test_time_shift", 0)),
+            "test_time_crop": int(model.hparams.get("test_time_crop", 0))}
+
+
+def export_torchscript(classifier: EmotionClassifier | ClassifierEnsemble, path: str | Path, metadata: dict) -> Path:
     """Trace the probability model to ``path``, with ``metadata`` as extra file ``metadata.json``.
 
     ``torch.jit`` is deprecated upstream in favour of ``torch.export``; the traced file still
@@ -100,7 +141,8 @@ def export_torchscript(classifier: EmotionClassifier, path: str | Path, metadata
 
 
 def export_onnx(
-    classifier: EmotionClassifier, path: str | Path, metadata: dict, opset: int = 17
+    classifier: EmotionClassifier | ClassifierEnsemble, path: str | Path, metadata: dict,
+    opset: int = 17,
 ) -> Path:
     """Export the probability model to ONNX (dynamic batch) with ``metadata`` in metadata_props."""
     import onnx  # the optional [export] dependencies
@@ -126,40 +168,44 @@ def export_onnx(
 
 
 def export_classifier(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | Sequence[str | Path],
     output_dir: str | Path,
     formats: Sequence[str] = tuple(FORMATS),
     name: str | None = None,
     opset: int = 17,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Export a checkpoint to ``output_dir/<name>{.pt,.onnx}`` plus ``<name>.json``.
+    """Export a checkpoint, or the ensemble of a list of them, to
+    ``output_dir/<name>{.pt,.onnx}`` plus ``<name>.json``.
 
-    ``name`` defaults to the checkpoint's stem. Returns the written paths by format
-    (and ``"metadata"``). Refuses to replace existing files unless ``overwrite``.
+    ``name`` defaults to the checkpoint's stem (``<first stem>_ensemble<n>`` for a list).
+    Returns the written paths by format (and ``"metadata"``). Refuses to replace existing
+    files unless ``overwrite``.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(
             f"formats must be a non-empty subset of {sorted(FORMATS)}, got {list(formats)}"
         )
-    ckpt_path = Path(ckpt_path).expanduser()
+    many = not isinstance(ckpt_path, (str, Path))
+    ckpts = [Path(p).expanduser() for p in (ckpt_path if many else [ckpt_path])]
     if name is not None:
         check_file_stem(name)
-    classifier = load_classifier(ckpt_path)
+    model = load_model(ckpts if many else ckpts[0])
     output_dir = Path(output_dir)
-    name = name or ckpt_path.stem
+    name = name or (f"{ckpts[0].stem}_ensemble{len(ckpts)}" if len(ckpts) > 1 else ckpts[0].stem)
     planned = {fmt: output_dir / f"{name}{FORMATS[fmt]}" for fmt in formats}
     planned["metadata"] = output_dir / f"{name}.json"
     existing = [str(p) for p in planned.values() if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing} already exist; pass overwrite=true or another name")
     _require_writable(output_dir)
-    metadata = export_metadata(classifier, str(ckpt_path.resolve()))
+    sources = [str(p.resolve()) for p in ckpts]
+    metadata = export_metadata(model, sources if many else sources[0])
     if "torchscript" in planned:
-        export_torchscript(classifier, planned["torchscript"], metadata)
+        export_torchscript(model, planned["torchscript"], metadata)
     if "onnx" in planned:
-        export_onnx(classifier, planned["onnx"], metadata, opset)
+        export_onnx(model, planned["onnx"], metadata, opset)
     write_file(planned["metadata"], json.dumps(metadata, indent=2).encode())
     return planned
 
@@ -199,7 +245,7 @@ def _require_writable(output_dir: Path) -> None:
 
 
 def max_abs_difference(
-    classifier: EmotionClassifier, exported: dict[str, Path], batch: int = 3
+    classifier: EmotionClassifier | ClassifierEnsemble, exported: dict[str, Path], batch: int = 3
 ) -> dict[str, float]:
     """Largest probability difference between each exported file and ``predict_proba``."""
     x = _example_input(int(classifier.hparams.image_size), batch)

@@ -176,13 +176,14 @@ def one_torch_thread():
 
 
 @functools.cache
-def tiny_checkpoint(base: Path) -> Path:
-    """A ResNet-18 classifier after two training steps on synthetic faces (deterministic).
+def tiny_checkpoint(base: Path, seed: int = 0) -> Path:
+    """A ResNet-18 classifier after two training steps on synthetic faces (deterministic;
+    ``seed`` 0 is ``tiny.ckpt``, others ``tiny_<seed>.ckpt``).
 
     Cached by the session's base temp folder, so every test module trains it once.
     """
-    path = base / "tiny_checkpoint" / "tiny.ckpt"
-    torch.manual_seed(0)
+    path = base / "tiny_checkpoint" / ("tiny.ckpt" if seed == 0 else f"tiny_{seed}.ckpt")
+    torch.manual_seed(seed)
     model = EmotionClassifier(CLASSES, arch="resnet18")
     data = SyntheticDataModule(num_train=32, num_val=16, num_test=16, batch_size=16, num_workers=0)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,

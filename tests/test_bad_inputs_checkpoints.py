@@ -205,7 +205,7 @@ def test_a_second_fit_in_a_run_dir_neither_resumes_nor_overwrites_silently(tmp_p
 
 
 def test_own_checkpoint_still_loads_weights_only(checkpoint):
-    from emotion_lightning.models.classifier import load_classifier
+    from emotion_lightning.models.loading import load_classifier
 
     model = load_classifier(checkpoint)
     assert model.class_names == CLASSES

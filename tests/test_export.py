@@ -18,7 +18,7 @@ from emotion_lightning.export import (
     probability_model,
 )
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 from tests.conftest import CLASSES, compose_cfg
 
 # torch 2.14 deprecates torch.jit; TorchScript files still load, which is what is tested

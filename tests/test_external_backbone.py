@@ -7,7 +7,7 @@ from torch import nn
 
 from emotion_lightning.cli.train import train
 from emotion_lightning.models import create_backbone
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 from tests.conftest import compose_cfg
 
 OUTSIDE = '''

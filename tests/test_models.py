@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import models
 
+from emotion_lightning.callbacks import ClassificationReport
 from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.models import (
     EmotionClassifier,
@@ -115,7 +116,8 @@ def _fit_tiny(tmp_path, dm=None, **model_kwargs) -> tuple[EmotionClassifier, L.T
     model = EmotionClassifier(dm.class_names, arch="resnet18", **model_kwargs)
     trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path)])
+                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path),
+                                   ClassificationReport()])
     trainer.fit(model, datamodule=dm)
     return model, trainer, dm
 
@@ -142,7 +144,7 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     torch.testing.assert_close(loaded.class_weight, expected)  # saved with the model
-    assert (tmp_path / "val_confusion_matrix.png").is_file()
+    assert (tmp_path / "val_confusion_matrix.png").is_file()  # ClassificationReport's
     assert (tmp_path / "val_confusion_matrix.csv").read_text().startswith("true\\pred,happy")
 
 

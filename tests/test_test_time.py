@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 from emotion_lightning.models.test_time import (
     BLACK,
     average_probabilities,

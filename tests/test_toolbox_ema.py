@@ -13,7 +13,7 @@ from emotion_lightning.callbacks import EMA
 from emotion_lightning.callbacks.ema import WarmupEMA
 from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 from emotion_lightning.models.weights import load_checkpoint_file
 
 

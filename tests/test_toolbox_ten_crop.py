@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 from emotion_lightning.models.test_time import average_probabilities, five_crops, inference_views
 
 

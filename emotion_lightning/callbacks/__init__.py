@@ -1,12 +1,13 @@
 """Lightning callbacks: layer freezing for staged fine-tuning, training throughput, weight EMA,
-a stop on a non-finite loss, and the interrupted-fit checkpoint."""
+a stop on a non-finite loss, the interrupted-fit checkpoint and classification reports."""
 
 from emotion_lightning.callbacks.ema import EMA
 from emotion_lightning.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from emotion_lightning.callbacks.freeze import FreezeAllButLastN
 from emotion_lightning.callbacks.interrupted import InterruptedCheckpoint
+from emotion_lightning.callbacks.report import ClassificationReport
 from emotion_lightning.callbacks.throughput import ImagesPerSecond
 from emotion_lightning.callbacks.units import network_units
 
-__all__ = ["EMA", "FreezeAllButLastN", "ImagesPerSecond", "InterruptedCheckpoint", "NonFiniteLossError",
-           "StopOnNonFiniteLoss", "network_units"]
+__all__ = ["EMA", "ClassificationReport", "FreezeAllButLastN", "ImagesPerSecond",
+           "InterruptedCheckpoint", "NonFiniteLossError", "StopOnNonFiniteLoss", "network_units"]

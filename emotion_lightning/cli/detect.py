@@ -24,8 +24,9 @@ def detect(cfg: DictConfig) -> RunReport:
     """Load ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
     detector = EmotionDetector.from_checkpoint(
-        cfg.ckpt_path,
+        ckpt,
         device=cfg.device,
         min_face_prob=cfg.detector.min_prob,
         min_face_size=cfg.detector.min_face_size,

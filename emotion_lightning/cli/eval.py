@@ -1,6 +1,7 @@
-"""emotion-eval: evaluate a classifier checkpoint on a configured dataset and split.
+"""emotion-eval: evaluate a classifier checkpoint (or an ensemble) on a dataset and split.
 
     emotion-eval ckpt_path=CKPT data=fer data.root=ROOT hydra.run.dir=DIR
+    emotion-eval 'ckpt_path=[A,B,C]' ...   # the ensemble: the three models' probabilities averaged
 
 writes ``DIR/metrics.json`` (acc, balanced_acc, macro_f1, per_class, confusion_matrix) and
 ``DIR/confusion_matrix.png``. Class names and input size come from the checkpoint.
@@ -8,12 +9,13 @@ writes ``DIR/metrics.json`` (acc, balanced_acc, macro_f1, per_class, confusion_m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
@@ -25,14 +27,14 @@ from emotion_lightning.cli.common import (
     setup_parallelism,
     write_json,
 )
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import per_class_scores, save_confusion
 
 SPLITS = ("test", "val")
 
 
 def evaluate_checkpoint(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | Sequence[str | Path],
     data_cfg: DictConfig,
     trainer_cfg: DictConfig,
     output_dir: str | Path,
@@ -40,18 +42,22 @@ def evaluate_checkpoint(
     loggers: list | None = None,
     test_time_flip: bool | None = None,
     test_time_shift: int | None = None,
+    test_time_crop: int | None = None,
 ) -> dict:
-    """Evaluate a classifier checkpoint on a configured datamodule's ``split``.
+    """Evaluate a classifier checkpoint, or the ensemble of a list of them (probabilities
+    averaged), on a configured datamodule's ``split``.
 
-    The datamodule gets the checkpoint's class names and input size; ``test_time_flip`` and
-    ``test_time_shift`` override the checkpoint's test-time views when not ``None``. Writes
+    The datamodule gets the model's class names and input size; the ``test_time_*``
+    arguments override the checkpoints' test-time views when not ``None``. Writes
     ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    ckpt = Path(ckpt_path).expanduser()
+    many = not isinstance(ckpt_path, (str, Path))
+    ckpts = [Path(p).expanduser() for p in (ckpt_path if many else [ckpt_path])]
     output_dir = Path(output_dir)
-    model = load_classifier(ckpt, test_time_flip=test_time_flip, test_time_shift=test_time_shift)
+    model = load_model(ckpts if many else ckpts[0], test_time_flip=test_time_flip,
+                       test_time_shift=test_time_shift, test_time_crop=test_time_crop)
     datamodule: L.LightningDataModule = instantiate(
         data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
     )
@@ -66,7 +72,7 @@ def evaluate_checkpoint(
     prefix = f"{split}/"
     result = {
         "split": split,
-        "ckpt_path": str(ckpt.resolve()),
+        "ckpt_path": [str(p.resolve()) for p in ckpts] if many else str(ckpts[0].resolve()),
         "acc": logged[prefix + "acc"],
         "balanced_acc": logged[prefix + "balanced_acc"],
         "macro_f1": logged[prefix + "macro_f1"],
@@ -78,19 +84,22 @@ def evaluate_checkpoint(
     write_json(result, output_dir / "metrics.json")
     if trainer.is_global_zero:
         save_confusion(matrix, model.class_names, output_dir / "confusion_matrix",
-                       title=f"{ckpt.name} on {split}")
+                       title=f"{' + '.join(p.name for p in ckpts)} on {split}")
     return result
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """``emotion-eval``: evaluate ``cfg.ckpt_path`` on ``cfg.data``'s ``cfg.split``."""
+    """``emotion-eval``: evaluate ``cfg.ckpt_path`` (one checkpoint or a list: an ensemble)
+    on ``cfg.data``'s ``cfg.split``."""
     output_dir = Path(cfg.paths.output_dir)
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
     setup_parallelism(cfg)
-    return evaluate_checkpoint(cfg.ckpt_path, cfg.data, cfg.trainer, output_dir, cfg.split,
+    ckpt = cfg.ckpt_path
+    ckpt = list(ckpt) if OmegaConf.is_list(ckpt) else ckpt
+    return evaluate_checkpoint(ckpt, cfg.data, cfg.trainer, output_dir, cfg.split,
                                instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),
-                               cfg.get("test_time_shift"))
+                               cfg.get("test_time_shift"), cfg.get("test_time_crop"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -23,7 +23,7 @@ from emotion_lightning.faces.exclusions import EXCLUDE_NAME, merge_exclusion_lis
 from emotion_lightning.faces.report import summarize
 from emotion_lightning.faces.review import REVIEW_DIR, review_rows, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
-from emotion_lightning.models.classifier import load_classifier
+from emotion_lightning.models.loading import load_classifier
 
 ACTIONS = ("build", "review")
 USAGE = "usage: emotion-faces {build|review} [key=value ...]   (see conf/faces.yaml)"

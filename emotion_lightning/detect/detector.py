@@ -16,7 +16,9 @@ from emotion_lightning.faces.align import align_face
 from emotion_lightning.faces.crop import crop_face
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.images import FER_SIZE, as_rgb
-from emotion_lightning.models.classifier import EmotionClassifier, load_classifier
+from emotion_lightning.models.classifier import EmotionClassifier
+from emotion_lightning.models.ensemble import ClassifierEnsemble
+from emotion_lightning.models.loading import load_model
 from emotion_lightning.runtime import auto_precision
 
 #: An RGB (or gray) uint8 array, or the path of an image file.
@@ -76,7 +78,7 @@ class EmotionDetector:
 
     def __init__(
         self,
-        classifier: EmotionClassifier,
+        classifier: EmotionClassifier | ClassifierEnsemble,
         face_finder: FaceFinder,
         crop_size: int = FER_SIZE,
         margin: float = 0.0,
@@ -98,7 +100,7 @@ class EmotionDetector:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         device: str | torch.device = "auto",
         min_face_prob: float = 0.95,
         min_face_size: int = 20,
@@ -111,13 +113,14 @@ class EmotionDetector:
         align_faces: bool = True,
         precision: str = "auto",
     ) -> EmotionDetector:
-        """A detector from an ``EmotionClassifier`` checkpoint and an MTCNN face detector.
+        """A detector from an ``EmotionClassifier`` checkpoint (or a list of them: their
+        ensemble) and an MTCNN face detector.
 
         ``test_time_flip``/``test_time_shift`` override the checkpoint's settings when not
         ``None``.
         """
         device = resolve_device(device)
-        classifier = load_classifier(path, device, test_time_flip, test_time_shift)
+        classifier = load_model(path, device, test_time_flip, test_time_shift)
         finder = FaceDetector(min_face_prob, min_face_size, face_batch_size, device)
         return cls(classifier, finder, crop_size, margin, detect_max_side, align_faces, precision)
 

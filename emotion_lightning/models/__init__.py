@@ -9,8 +9,10 @@ from emotion_lightning.models.fer_nets import FerVGG, cifar_resnet
 from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_from_rgb
 from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
 
-_LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "gray_distill"}
+_LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "gray_distill",
+         "ClassifierEnsemble": "ensemble", "load_classifier": "loading", "load_model": "loading"}
 __all__ = [
+    "ClassifierEnsemble",
     "Conv1Distiller",
     "EmotionClassifier",
     "FerVGG",
@@ -19,6 +21,8 @@ __all__ = [
     "create_backbone",
     "gray_conv1_from_rgb",
     "list_backbones",
+    "load_classifier",
+    "load_model",
     "register_backbone",
 ]
 

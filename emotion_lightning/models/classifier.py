@@ -1,4 +1,5 @@
-"""EmotionClassifier: a gray backbone trained with cross-entropy, evaluated per class."""
+"""EmotionClassifier: a gray backbone trained with cross-entropy (hard, soft or distilled
+targets), evaluated per class."""
 
 from __future__ import annotations
 
@@ -7,24 +8,15 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.registry import create_backbone
-from emotion_lightning.models.reporting import (
-    confusion_figure,
-    per_class_scores,
-    save_confusion,
-)
 from emotion_lightning.models.schedules import time_budget_progress
-from emotion_lightning.models.test_time import average_probabilities
+from emotion_lightning.models.scoring import ClassScoring, hard_labels
+from emotion_lightning.models.test_time import average_probabilities, resized
 from emotion_lightning.models.weights import (
     NO_WEIGHTS,
     checkpoint_class_names,
@@ -32,24 +24,14 @@ from emotion_lightning.models.weights import (
 )
 
 log = logging.getLogger(__name__)
+#: Constructor arguments of earlier versions, dropped when their checkpoints are loaded.
+RETIRED_HPARAMS = frozenset({"logged_samples"})
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
-def stage_metrics(num_classes: int) -> MetricCollection:
-    """Accuracy, balanced accuracy (macro recall) and macro F1."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "balanced_acc": MulticlassAccuracy(num_classes, average="macro"),
-            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
-        },
-        compute_groups=False,  # each member is logged, computed and reset on its own
-    )
-
-
-class EmotionClassifier(L.LightningModule):
-    """Classifies gray face crops into ``class_names``.
+class EmotionClassifier(ClassScoring):
+    """Classifies gray face crops into ``class_names``; scored by :class:`ClassScoring`.
 
     Args:
         class_names: ordered class names, stored in the checkpoint.
@@ -83,7 +65,13 @@ class EmotionClassifier(L.LightningModule):
             ``total_steps`` (given the run's step count) or ``progress`` (given the spent share
             of ``trainer.max_time``: :func:`~emotion_lightning.models.schedules.warmup_cosine_time`),
             otherwise every epoch.
-        logged_samples: test images logged with their predictions to loggers with tables (W&B).
+        teacher: classifier checkpoints whose averaged softened probabilities the model also
+            learns (knowledge distillation, Hinton et al.): loaded when fitting starts, frozen,
+            not saved with the model; they must have this model's ``class_names``.
+        distill_temperature: the softmax temperature T of teacher and student in that loss.
+        distill_weight: the loss is ``(1 - w) * hard loss + w * T^2 * KL(teacher || student)``.
+        compile: run the backbone through :func:`torch.compile` (fit, validation and test):
+            ``True`` (its default backend, inductor) or a backend's name (e.g. ``"eager"``).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
     """
 
@@ -104,7 +92,10 @@ class EmotionClassifier(L.LightningModule):
         test_time_shift: int = 0,
         test_time_crop: int = 0,
         decay_norm_and_bias: bool = True,
-        logged_samples: int = 16,
+        teacher: Sequence[str] | None = None,
+        distill_temperature: float = 4.0,
+        distill_weight: float = 0.5,
+        compile: bool | str = False,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         initialised_from: dict | None = None,
@@ -122,6 +113,10 @@ class EmotionClassifier(L.LightningModule):
         if not 0 <= test_time_crop <= image_size or (test_time_crop and test_time_shift):
             raise ValueError(f"test_time_crop={test_time_crop}: give 0 (off) or a crop side up to "
                              f"image_size={image_size}, with test_time_shift=0")
+        teacher = [str(t) for t in teacher] if teacher else []
+        if teacher and not (distill_temperature > 0 and 0.0 < distill_weight <= 1.0):
+            raise ValueError(f"model.distill_temperature must be > 0 and model.distill_weight in "
+                             f"(0, 1], got {distill_temperature} and {distill_weight}")
         # records the normalised class_names/class_weights above (read from this frame)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = create_backbone(arch, len(class_names), conv1_init, weights)
@@ -135,14 +130,9 @@ class EmotionClassifier(L.LightningModule):
         if isinstance(class_weights, list):
             initial = torch.tensor(class_weights)
         self.register_buffer("class_weight", initial)
-        n = len(class_names)
-        # one metric instance per stage (ModuleDict keys may not shadow Module.train)
-        self.metrics = nn.ModuleDict({f"{s}_": stage_metrics(n) for s in ("train", "val", "test")})
-        self.confusion = nn.ModuleDict(
-            {f"{s}_": ConfusionMatrix(task="multiclass", num_classes=n) for s in ("val", "test")}
-        )
-        self.val_acc_best = MaxMetric()
-        self._confusion_matrices: dict[str, list[list[int]]] = {}
+        self.init_scoring(len(class_names))
+        self._teachers: list[EmotionClassifier] = []  # a list: not submodules, not saved
+        self._compiled: list[Callable] = []
 
     @property
     def class_names(self) -> list[str]:
@@ -151,7 +141,7 @@ class EmotionClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return (self._compiled[0] if self._compiled else self.net)(x)
 
     def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
         """Class probabilities averaged over the test-time views (``test_time_flip``, and
@@ -159,16 +149,6 @@ class EmotionClassifier(L.LightningModule):
         shift = self.hparams.test_time_shift if shifts else 0
         crop = self.hparams.test_time_crop if shifts else 0
         return average_probabilities(self, x, self.hparams.test_time_flip, shift, crop)
-
-    @torch.inference_mode()
-    def predict_faces(self, crops: Sequence[np.ndarray], chunk_size: int = 64) -> np.ndarray:
-        """Class probabilities (N x classes, float32) of gray uint8 face crops of any size,
-        resized to ``image_size``; ``chunk_size`` crops per forward pass bounds memory."""
-        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
-        for start in range(0, len(crops), chunk_size):
-            batch = normalize_batch(crops[start:start + chunk_size], self.hparams.image_size)
-            chunks.append(self.predict_proba(batch.to(self.device)).float().cpu().numpy())
-        return np.concatenate(chunks)
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -182,6 +162,20 @@ class EmotionClassifier(L.LightningModule):
             log.info("balanced class weights: %s",
                      dict(zip(self.class_names, [round(w, 3) for w in weights.tolist()])))
 
+        self._teachers = [EmotionClassifier.from_checkpoint(path, self.device).requires_grad_(False)
+                          for path in self.hparams.get("teacher") or []]
+        for path, teacher in zip(self.hparams.get("teacher") or [], self._teachers):
+            if teacher.class_names != self.class_names:
+                raise ValueError(f"model.teacher {path} classifies {teacher.class_names}, this "
+                                 f"model {self.class_names}: distil from teachers of the same "
+                                 "classes, in the same order")
+
+    def setup(self, stage: str) -> None:
+        backend = self.hparams.get("compile")
+        if backend and not self._compiled:
+            options = {} if backend is True else {"backend": str(backend)}
+            self._compiled = [torch.compile(self.net, **options)]
+
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # forget the sanity check
 
@@ -191,104 +185,36 @@ class EmotionClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        soft = y.is_floating_point()  # class-probability targets [N, C] (e.g. FER+ votes)
         if self.mixer.enabled:
-            x, targets = self.mixer(x, y)
-            logits = self(x)
-            loss = soft_cross_entropy(logits, targets, self.class_weight,
-                                      self.hparams.label_smoothing)
-            y = targets.argmax(dim=1)  # the dominant label, for the training metrics
+            x, y = self.mixer(x, y)
+            soft = True
+        logits = self(x)
+        if soft:
+            loss = soft_cross_entropy(logits, y, self.class_weight, self.hparams.label_smoothing)
         else:
-            logits = self(x)
             loss = self._loss(logits, y)
-        self.metrics["train_"].update(logits.detach(), y)
+        if self._teachers:
+            loss, kl = self._distilled(loss, logits, x)
+            self.log("train/distill_kl", kl, on_step=False, on_epoch=True)
+        self.metrics["train_"].update(logits.detach(), hard_labels(y))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{k}": m for k, m in self.metrics["train_"].items()},
                       on_step=False, on_epoch=True)
         return loss
 
-    def _eval_step(self, stage: str, batch) -> None:
-        x, y = batch
-        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
-        probs = self.predict_proba(x, shifts=not (fitting and stage == "val"))
-        loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=self.class_weight)
-        self.metrics[f"{stage}_"].update(probs, y)
-        self.confusion[f"{stage}_"].update(probs, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
-        self.log_dict({f"{stage}/{k}": m for k, m in self.metrics[f"{stage}_"].items()},
-                      on_step=False, on_epoch=True, prog_bar=stage == "val")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-        if batch_idx == 0 and self.hparams.logged_samples:
-            x, y = batch
-            k = self.hparams.logged_samples
-            with torch.no_grad():
-                conf, pred = self.predict_proba(x[:k]).max(dim=1)
-            self._samples = (x[:k].detach().cpu(), y[:k].cpu(), pred.cpu(), conf.cpu())
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.predict_proba(x)
-
-    # -- epoch ends: best accuracy, per-class scores, confusion matrices ---------------
-    def on_validation_epoch_end(self) -> None:
-        self.val_acc_best(self.metrics["val_"]["acc"].compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-        self._log_confusion("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_confusion("test")
-        self._log_samples()
-
-    def _log_samples(self) -> None:
-        """A table of test images with true and predicted class and confidence (W&B)."""
-        samples = getattr(self, "_samples", None)
-        tables = [lg for lg in self.loggers if hasattr(lg, "log_table")]
-        if samples is None or not tables or not self.trainer.is_global_zero:
-            return
-        import wandb
-
-        from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
-
-        x, y, pred, conf = samples
-        images = ((x[:, 0] * GRAY_STD + GRAY_MEAN).clamp(0, 1) * 255).to(torch.uint8).numpy()
-        rows = [[wandb.Image(img), self.class_names[t], self.class_names[p], float(c)]
-                for img, t, p, c in zip(images, y.tolist(), pred.tolist(), conf.tolist())]
-        for logger in tables:
-            logger.log_table(key="test/samples", columns=["image", "true", "predicted", "confidence"],
-                             data=rows)
-
-    def confusion_matrix(self, stage: str = "test") -> list[list[int]]:
-        """The confusion matrix of the last ``val`` or ``test`` epoch, summed over every process:
-        rows are true classes, columns predicted ones, both in ``class_names`` order."""
-        if stage not in self._confusion_matrices:
-            raise KeyError(f"no {stage} epoch has ended yet: run trainer.test or trainer.validate "
-                           "with this model first")
-        return self._confusion_matrices[stage]
-
-    def _log_confusion(self, stage: str) -> None:
-        matrix = self.confusion[f"{stage}_"].compute().cpu().numpy()  # synced across processes
-        self.confusion[f"{stage}_"].reset()
-        scores = per_class_scores(matrix, self.class_names)
-        for name, values in scores.items():
-            for key in ("precision", "recall", "f1"):
-                self.log(f"{stage}/{key}/{name}", values[key])
-        self._confusion_matrices[stage] = matrix.tolist()
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        out = Path(self.trainer.default_root_dir) / f"{stage}_confusion_matrix"
-        _, png = save_confusion(matrix, self.class_names, out,
-                                title=f"{stage} (epoch {self.current_epoch})")
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):  # W&B
-                logger.log_image(key=f"{stage}/confusion_matrix", images=[str(png)])
-            elif hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard
-                logger.experiment.add_figure(f"{stage}/confusion_matrix",
-                                             confusion_figure(matrix, self.class_names),
-                                             self.global_step)
+    def _distilled(self, hard_loss: torch.Tensor, logits: torch.Tensor,
+                   x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1 - w) * hard_loss + w * T^2 * KL(teachers' mean softened probabilities ||
+        the student's)`` and the KL term, each teacher seeing ``x`` at its own input size."""
+        t, w = self.hparams.distill_temperature, self.hparams.distill_weight
+        with torch.no_grad():
+            target = torch.stack([
+                F.softmax(teacher(resized(x, teacher.hparams.image_size)).float() / t, dim=1)
+                for teacher in self._teachers]).mean(dim=0)
+        log_student = F.log_softmax(logits.float() / t, dim=1)
+        kl = F.kl_div(log_student, target, reduction="batchmean")
+        return (1.0 - w) * hard_loss + w * t * t * kl, kl.detach()
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
@@ -319,6 +245,20 @@ class EmotionClassifier(L.LightningModule):
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     # -- checkpoints are self-describing and load offline ------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path,
+                        map_location: str | torch.device = "cpu") -> EmotionClassifier:
+        """The classifier saved in ``path``, read once and weights-only (a file that is not a
+        checkpoint, or would run code when unpickled, fails with a clear error), in eval mode.
+        Hyper-parameters of earlier versions that no longer exist (``logged_samples``: now
+        ``callbacks.report.samples``) are ignored."""
+        checkpoint = load_checkpoint_file(path)
+        hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
+                   if k not in RETIRED_HPARAMS}
+        model = cls(**hparams)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location).eval()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         hparams = checkpoint.get("hyper_parameters", {})
         if hparams.get("weights") is not None or hparams.get("conv1_init") != "random":
@@ -345,37 +285,3 @@ def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
     log.warning("weights %s were trained for classes %s but this model has %s: %s",
                 weights, source, class_names, action)
 
-
-def load_classifier(
-    path: str | Path,
-    map_location: str | torch.device = "cpu",
-    test_time_flip: bool | None = None,
-    test_time_shift: int | None = None,
-    test_time_crop: int | None = None,
-) -> EmotionClassifier:
-    """An EmotionClassifier from its checkpoint, loaded weights-only, for evaluation or use.
-
-    The file is checked first with :func:`load_checkpoint_file`, so a missing file, a file that
-    is not a checkpoint or one that would run code when unpickled fails with a clear error.
-    ``test_time_flip``/``test_time_shift``/``test_time_crop`` override the checkpoint's
-    settings when not ``None`` (giving a crop turns the checkpoint's shifts off).
-    """
-    path = Path(path).expanduser()
-    load_checkpoint_file(path)
-    model = EmotionClassifier.load_from_checkpoint(path, map_location=map_location,
-                                                   weights_only=True)
-    if test_time_flip is not None:
-        model.hparams.test_time_flip = bool(test_time_flip)
-    if test_time_shift is not None:
-        if int(test_time_shift) < 0:
-            raise ValueError(f"test_time_shift must be >= 0 pixels, got {test_time_shift}")
-        model.hparams.test_time_shift = int(test_time_shift)
-    if test_time_crop is not None:
-        crop = int(test_time_crop)
-        if not 0 <= crop <= model.hparams.image_size:
-            raise ValueError(f"test_time_crop must be 0 (off) or a crop side up to the model's "
-                             f"image_size={model.hparams.image_size}, got {crop}")
-        model.hparams.test_time_crop = crop
-        if crop and test_time_shift is None:
-            model.hparams.test_time_shift = 0
-    return model.eval()

@@ -35,8 +35,10 @@ class BatchMixer:
         return self.p > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mixed x, soft targets [N, num_classes])``; unmixed batches get one-hot targets."""
-        targets = F.one_hot(y, self.num_classes).to(torch.float32)
+        """``(mixed x, soft targets [N, num_classes])`` of labels ``y`` (or of class-probability
+        targets ``[N, num_classes]``, mixed alike); unmixed batches get one-hot targets."""
+        targets = y.float() if y.is_floating_point() else (
+            F.one_hot(y, self.num_classes).to(torch.float32))
         if not self.enabled or torch.rand(()).item() >= self.p:
             return x, targets
         use_cutmix = self.cutmix_alpha > 0 and (

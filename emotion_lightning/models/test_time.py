@@ -68,3 +68,12 @@ def average_probabilities(
     logits = logits_fn(torch.cat(views) if len(views) > 1 else x)
     probs = F.softmax(logits.float(), dim=1)
     return probs.reshape(len(views), -1, probs.shape[1]).mean(dim=0)
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` (``[N, C, H, W]``) at ``size`` x ``size`` (bilinear, antialiased), or ``x`` itself
+    when it has that size: a batch for a model trained at another input size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True)

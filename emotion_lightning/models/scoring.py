@@ -1,0 +1,120 @@
+"""ClassScoring: validation, test and prediction of any model that gives class probabilities.
+
+Shared by a single classifier and an ensemble of them: one torchmetrics instance per stage
+(accuracy, balanced accuracy, macro F1), a confusion matrix per stage with per-class
+precision/recall/F1 logged from it, and face-crop prediction. Writing the matrices to files
+and loggers is :class:`~emotion_lightning.callbacks.ClassificationReport`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from emotion_lightning.data.presets import normalize_batch
+from emotion_lightning.models.reporting import per_class_scores
+
+
+def stage_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, balanced accuracy (macro recall) and macro F1."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassAccuracy(num_classes, average="macro"),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        compute_groups=False,  # each member is logged, computed and reset on its own
+    )
+
+
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Integer labels of a batch's targets: ``y`` itself, or the most likely class of each
+    row of class-probability targets ``[N, C]`` (soft labels)."""
+    return y.argmax(dim=1) if y.is_floating_point() else y
+
+
+class ClassScoring(L.LightningModule):
+    """Scores ``predict_proba`` (a subclass's) on the ``val`` and ``test`` stages.
+
+    Subclasses call :meth:`init_scoring` in ``__init__`` and define ``predict_proba(x,
+    shifts)``, ``class_names`` and ``hparams.image_size``; their class weights, if any, are
+    the buffer ``class_weight``.
+    """
+
+    def init_scoring(self, num_classes: int) -> None:
+        # one metric instance per stage (ModuleDict keys may not shadow Module.train)
+        self.metrics = nn.ModuleDict(
+            {f"{s}_": stage_metrics(num_classes) for s in ("train", "val", "test")})
+        self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix(task="multiclass",
+                                                                 num_classes=num_classes)
+                                        for s in ("val", "test")})
+        self.val_acc_best = MaxMetric()
+        self._confusion_matrices: dict[str, list[list[int]]] = {}
+
+    def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define predict_proba")
+
+    @torch.inference_mode()
+    def predict_faces(self, crops: Sequence[np.ndarray], chunk_size: int = 64) -> np.ndarray:
+        """Class probabilities (N x classes, float32) of gray uint8 face crops of any size,
+        resized to ``image_size``; ``chunk_size`` crops per forward pass bounds memory."""
+        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        for start in range(0, len(crops), chunk_size):
+            batch = normalize_batch(crops[start:start + chunk_size], self.hparams.image_size)
+            chunks.append(self.predict_proba(batch.to(self.device)).float().cpu().numpy())
+        return np.concatenate(chunks)
+
+    def _eval_step(self, stage: str, batch) -> None:
+        x, y = batch
+        y = hard_labels(y)
+        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
+        probs = self.predict_proba(x, shifts=not (fitting and stage == "val"))
+        weight = getattr(self, "class_weight", None)
+        loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=weight)
+        self.metrics[f"{stage}_"].update(probs, y)
+        self.confusion[f"{stage}_"].update(probs, y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": m for k, m in self.metrics[f"{stage}_"].items()},
+                      on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.predict_proba(x)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.metrics["val_"]["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self._score_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score_confusion("test")
+
+    def confusion_matrix(self, stage: str = "test") -> list[list[int]]:
+        """The confusion matrix of the last ``val`` or ``test`` epoch, summed over every process:
+        rows are true classes, columns predicted ones, both in ``class_names`` order."""
+        if stage not in self._confusion_matrices:
+            raise KeyError(f"no {stage} epoch has ended yet: run trainer.test or trainer.validate "
+                           "with this model first")
+        return self._confusion_matrices[stage]
+
+    def _score_confusion(self, stage: str) -> None:
+        """Keep the stage's matrix (synced across processes) and log per-class P/R/F1 from it."""
+        matrix = self.confusion[f"{stage}_"].compute().cpu().numpy()
+        self.confusion[f"{stage}_"].reset()
+        for name, values in per_class_scores(matrix, self.class_names).items():
+            for key in ("precision", "recall", "f1"):
+                self.log(f"{stage}/{key}/{name}", values[key])
+        self._confusion_matrices[stage] = matrix.tolist()
