@@ -44,8 +44,21 @@ class ImageRows:
             return self.chunks[chunk][position - self.starts[chunk]]
         return ImageRows(self.chunks, self.index[item])
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.chunks[0].dtype
+
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The selected images as one in-memory ``[N, H, W]`` array, gathered chunk by chunk."""
+        out = np.empty(self.shape, dtype or self.dtype)
+        chunk_of = np.searchsorted(self.starts, self.index, side="right") - 1
+        for chunk in np.unique(chunk_of):
+            rows = chunk_of == chunk
+            out[rows] = self.chunks[chunk][self.index[rows] - self.starts[chunk]]
+        return out
 
     def __getstate__(self) -> dict:
         files = [getattr(c, "filename", None) for c in self.chunks]
