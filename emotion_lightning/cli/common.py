@@ -33,10 +33,11 @@ def processes_per_node(trainer_cfg: DictConfig) -> int:
     return 1
 
 
-def setup_parallelism(cfg: DictConfig) -> None:
-    """Size torch threads against the DataLoader workers so the cores are not oversubscribed."""
+def setup_parallelism(cfg: DictConfig, data_cfg: DictConfig | None = None) -> None:
+    """Size torch threads against the DataLoader workers (of ``data_cfg``, default
+    ``cfg.data``) so the cores are not oversubscribed."""
     procs = processes_per_node(cfg.trainer)
-    workers = cfg.data.get("num_workers")
+    workers = (cfg.data if data_cfg is None else data_cfg).get("num_workers")
     workers = auto_num_workers(procs) if workers is None else workers
     threads = configure_threads(workers, procs)
     log.info("torch threads per process: %d, DataLoader workers: %d", threads, workers)

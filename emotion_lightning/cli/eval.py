@@ -22,15 +22,13 @@ from emotion_lightning.cli.common import (
     instantiate_group,
     resolve_precision,
     save_run_config,
-    scalar_metrics,
     seed_everything,
     setup_parallelism,
     write_json,
 )
+from emotion_lightning.evaluation import SPLITS, score
 from emotion_lightning.models.loading import load_model
-from emotion_lightning.models.reporting import per_class_scores, save_confusion
-
-SPLITS = ("test", "val")
+from emotion_lightning.models.reporting import save_confusion
 
 
 def evaluate_checkpoint(
@@ -64,26 +62,12 @@ def evaluate_checkpoint(
     resolve_precision(trainer_cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[],
                                      default_root_dir=str(output_dir))
-    run = trainer.test if split == "test" else trainer.validate
-    run(model, datamodule=datamodule)
-
-    logged = scalar_metrics(trainer.callback_metrics)
-    matrix = model.confusion_matrix(split)
-    prefix = f"{split}/"
-    result = {
-        "split": split,
-        "ckpt_path": [str(p.resolve()) for p in ckpts] if many else str(ckpts[0].resolve()),
-        "acc": logged[prefix + "acc"],
-        "balanced_acc": logged[prefix + "balanced_acc"],
-        "macro_f1": logged[prefix + "macro_f1"],
-        "loss": logged[prefix + "loss"],
-        "num_samples": int(sum(map(sum, matrix))),
-        "per_class": per_class_scores(matrix, model.class_names),
-        "confusion_matrix": {"classes": model.class_names, "matrix": matrix},
-    }
+    result = score(model, datamodule, trainer, split)
+    result["ckpt_path"] = [str(p.resolve()) for p in ckpts] if many else str(ckpts[0].resolve())
     write_json(result, output_dir / "metrics.json")
     if trainer.is_global_zero:
-        save_confusion(matrix, model.class_names, output_dir / "confusion_matrix",
+        save_confusion(result["confusion_matrix"]["matrix"], model.class_names,
+                       output_dir / "confusion_matrix",
                        title=f"{' + '.join(p.name for p in ckpts)} on {split}")
     return result
 

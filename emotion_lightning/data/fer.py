@@ -45,6 +45,9 @@ class FERDataModule(GrayImageDataModule):
             ``pin_memory``: see :class:`GrayImageDataModule`.
     """
 
+    #: The emotions FER2013 labels (the Kaggle CSV's order).
+    DATASET_CLASSES = FER_EMOTIONS
+
     def __init__(
         self,
         root: str | Path,

@@ -143,6 +143,9 @@ class SyntheticDataModule(GrayImageDataModule):
     is the side they are drawn at. ``loader``: see :class:`GrayImageDataModule`.
     """
 
+    #: The expressions it can draw.
+    DATASET_CLASSES = SYNTHETIC_CLASSES
+
     def __init__(
         self,
         classes: Sequence[str] = DEFAULT_CLASSES,
