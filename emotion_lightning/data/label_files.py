@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ def file_stats(paths: Sequence[Path]) -> tuple[list[tuple[int, int] | None], lis
             st = os.stat(path)
         except OSError:
             st = None
-        if st is None or not os.path.isfile(path):
+        if st is None or not stat.S_ISREG(st.st_mode):
             stats.append(None)
             missing.append(i)
         else:
