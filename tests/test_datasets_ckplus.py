@@ -13,13 +13,20 @@ from emotion_lightning.data.label_files import LabelFileError
 from tests.dataset_fixtures import label_shade, shade_of, write_ck48, write_ckplus
 
 
+def ck_label(dm, label: int) -> int:
+    """CK+'s own label (0-7) of the datamodule's class index ``label``."""
+    return CKPLUS_CLASSES.index(dm.class_names[label])
+
+
 @pytest.fixture
 def ckplus(tmp_path):
     return write_ckplus(tmp_path / "ckplus")
 
 
 def setup_all(root, **kwargs):
-    dm = CKPlusDataModule(root, classes=list(CKPLUS_CLASSES), cache_dir=None, **kwargs)
+    """A datamodule of every CK+ label (neutral only when onset frames are taken), set up."""
+    classes = CKPLUS_CLASSES if kwargs.get("neutral_frames") else CKPLUS_CLASSES[1:]
+    dm = CKPlusDataModule(root, classes=list(classes), cache_dir=None, **kwargs)
     dm.setup()
     return dm
 
@@ -28,10 +35,10 @@ def test_ckplus_sequences_peak_frames_and_labels(ckplus):
     dm = setup_all(ckplus, folds=3, fold=0)
     # 6 subjects x 2 sequences x 3 peak frames, dealt into 3 folds of 2 subjects
     assert {s: len(d) for s, d in dm.datasets.items()} == {"test": 12, "val": 12, "train": 12}
+    assert "neutral" not in dm.class_names  # no neutral frames unless asked
     for ds in dm.datasets.values():
-        assert 0 not in ds.labels  # no neutral frames unless asked
         for image, label in zip(ds.images, ds.labels):  # the landmarks' box, under its label
-            assert abs(shade_of(image) - label_shade(label)) < 4
+            assert abs(shade_of(image) - label_shade(ck_label(dm, label))) < 4
 
 
 def test_ckplus_neutral_onset_frames(ckplus):
@@ -40,7 +47,7 @@ def test_ckplus_neutral_onset_frames(ckplus):
     assert len(labels) == 36 and (labels == 0).sum() == 12
     for ds in dm.datasets.values():
         for image, label in zip(ds.images, ds.labels):
-            assert abs(shade_of(image) - label_shade(label)) < 4
+            assert abs(shade_of(image) - label_shade(ck_label(dm, label))) < 4
 
 
 def test_ckplus_folds_split_by_subject(ckplus):
@@ -56,7 +63,7 @@ def test_ckplus_folds_split_by_subject(ckplus):
 
 
 def test_ckplus_subjects_never_straddle_splits(ckplus):
-    dm = CKPlusDataModule(ckplus, classes=list(CKPLUS_CLASSES), folds=3, cache_dir=None)
+    dm = CKPlusDataModule(ckplus, classes=list(CKPLUS_CLASSES[1:]), folds=3, cache_dir=None)
     dm.setup()
     frames = sorted((ckplus / "cohn-kanade-images").rglob("*.png"))
     subject_of = {}
@@ -95,6 +102,11 @@ def test_ckplus_missing_images_landmarks_and_box_outside_are_reported(ckplus, ca
     assert "S005_001_00000005_emotion.txt" in caplog.text
     assert "left out 1 row(s): frame without a landmarks file" in caplog.text
     assert "left out 1 row(s): face box outside the image (e.g. " in caplog.text
+
+
+def test_ckplus_neutral_needs_onset_frames(ckplus):
+    with pytest.raises(ValueError, match="data.neutral_frames=1"):
+        CKPlusDataModule(ckplus, classes=["neutral", "happy"], folds=3, cache_dir=None).setup()
 
 
 def test_ckplus_without_landmarks_says_what_is_needed(ckplus):

@@ -12,25 +12,26 @@ from emotion_lightning.cli.train import train
 from tests import dataset_fixtures as fixtures
 from tests.conftest import compose_cfg
 
-#: data option -> (fixture writer, its full class set, overrides of a second fast_dev_run)
+#: data option -> (fixture writer, overrides choosing all its classes, overrides of a second
+#: fast_dev_run)
 CASES = {
     # enough faces per class for the default 5% validation hold-out
-    "affectnet": (partial(fixtures.write_affectnet, train_per_label=20), "affectnet8", None),
-    "rafdb": (fixtures.write_rafdb, "rafdb7", None),
+    "affectnet": (partial(fixtures.write_affectnet, train_per_label=20), ["class_set=affectnet8"], None),
+    "rafdb": (fixtures.write_rafdb, ["class_set=rafdb7"], None),
     # ten subjects (the default ten folds), each showing all seven emotions
-    "ckplus": (partial(fixtures.write_ckplus, subjects=10, sequences=7, frames=3), "seven",
+    "ckplus": (partial(fixtures.write_ckplus, subjects=10, sequences=7, frames=3),
+               ["class_set=seven", "data.neutral_frames=1"],
                ["data.folds=3", "data.fold=2", "data.neutral_frames=1"]),
-    "expw": (partial(fixtures.write_expw, photos=60), "seven", None),
-    "ferplus": (fixtures.write_ferplus, "ferplus8", ["data.label_mode=probability"]),
+    "expw": (partial(fixtures.write_expw, photos=60), ["class_set=seven"], None),
+    "ferplus": (fixtures.write_ferplus, ["class_set=ferplus8"], ["data.label_mode=probability"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_data_option_composes_and_instantiates(name, tmp_path):
-    writer, class_set, _ = CASES[name]
+    writer, all_classes, _ = CASES[name]
     root = writer(tmp_path / name)
-    cfg = compose_cfg("train", [f"data={name}", f"class_set={class_set}", f"data.root={root}"],
-                      tmp_path / "run")
+    cfg = compose_cfg("train", [f"data={name}", *all_classes, f"data.root={root}"], tmp_path / "run")
     dm = instantiate(cfg.data)
     assert dm.class_names == list(cfg.classes)
     dm.setup("test")

@@ -127,6 +127,10 @@ class CKPlusDataModule(GrayImageDataModule):
     def _sequence_frames(self, report: SkipReport) -> tuple[list[Path], np.ndarray, list[int]]:
         """(frame images, boxes, CK+ labels) of every labelled sequence."""
         paths, boxes, labels = [], [], []
+        if "neutral" in self.class_names and self.neutral_frames == 0:
+            raise ValueError("CK+'s Emotion/ files label no frame neutral: with neutral among "
+                             "data.classes, take each sequence's onset as neutral "
+                             "(data.neutral_frames=1) or leave neutral out")
         landmark_root = self.root / LANDMARK_DIR
         if not landmark_root.is_dir():
             raise FileNotFoundError(f"{landmark_root}: CK+'s Landmarks/ folder is missing; the "
