@@ -139,6 +139,8 @@ def test_ck48_file_without_subject_fails_naming_it(tmp_path):
         CKPlusDataModule(root, folds=3, cache_dir=None).setup()
 
 
-def test_ckplus_fold_arguments():
+def test_ckplus_fold_arguments(ckplus):
     with pytest.raises(ValueError, match="0 <= fold < folds"):
         CKPlusDataModule("x", folds=5, fold=5)
+    with pytest.raises(ValueError, match="6 subjects cannot fill 10 folds; lower data.folds"):
+        setup_all(ckplus, folds=10)
