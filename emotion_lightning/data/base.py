@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
+from emotion_lightning.data.batch_augment import BatchAugment
+from emotion_lightning.data.device_loader import DeviceBatches, ShardSampler, resized_stack
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.runtime import auto_num_workers
 
@@ -21,6 +23,8 @@ SPLITS = ("train", "val", "test")
 #: The splits each Lightning stage needs (any other stage, or None, needs all of them).
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
                 "predict": ("test",)}
+#: ``data.loader``: DataLoader workers augmenting per image, or the device-resident loader.
+LOADERS = ("workers", "device")
 
 
 class ArrayDataset(Dataset):
@@ -123,6 +127,7 @@ class LoaderOptions(TypedDict, total=False):
     augment: bool
     augmentation: dict | None
     pin_memory: bool | None
+    loader: str
 
 
 class SplitLoaders:
@@ -164,6 +169,12 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         augment: apply the training augmentation preset to the train split.
         augmentation: keyword overrides for :class:`GrayPreset` (rotate, translate, scale, ...).
         pin_memory: page-locked batches for faster GPU copies; ``None`` pins when CUDA is there.
+        loader: ``workers``: a DataLoader whose workers augment image by image on the host
+            (:class:`GrayPreset`; ``num_workers``, ``pin_memory``). ``device``: every split's
+            uint8 images are moved to the training device once (resized to ``image_size``
+            by the same function) and each batch is sampled, augmented (:class:`BatchAugment`,
+            the same augmentation) and normalised there: :class:`DeviceBatches`, one shard
+            per DDP process; the workers and pinning options are not used.
     """
 
     def __init__(
@@ -175,8 +186,11 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         augment: bool = True,
         augmentation: dict | None = None,
         pin_memory: bool | None = None,
+        loader: str = "workers",
     ) -> None:
         super().__init__()
+        if loader not in LOADERS:
+            raise ValueError(f"data.loader must be one of {LOADERS}, got {loader!r}")
         self.class_names = check_classes(classes)
         self.image_size = image_size
         self.batch_size = batch_size
@@ -184,7 +198,9 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         self.augment = augment
         self.augmentation = dict(augmentation or {})
         self.pin_memory = pin_memory
+        self.loader = loader
         self.datasets: dict[str, ArrayDataset] = {}
+        self._on_device: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_splits(self, stage: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{split: (uint8 images [N,H,W], labels in 0..C-1)}`` for the splits ``stage`` needs."""
@@ -202,6 +218,41 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         if missing:
             raise ValueError(f"{type(self).__name__}: no samples in split(s) {missing}")
         log.info("%s: %s", type(self).__name__, self.describe())
+
+    def _loader(self, split: str, shuffle: bool):
+        if self.loader == "workers":
+            return super()._loader(split, shuffle)
+        return self.device_batches(split, shuffle)
+
+    def device_batches(self, split: str, shuffle: bool) -> DeviceBatches:
+        """The device-resident loader of ``split`` for this process (``loader=device``).
+
+        Outside a Trainer: on the CPU, one process. Shuffled batches use the run's seed
+        (``torch.initial_seed()``, rank 0's under DDP) and drop the last incomplete one;
+        ``overfit_batches`` turns shuffling off, as Lightning does for DataLoaders.
+        """
+        trainer = self.trainer
+        device, rank, world = torch.device("cpu"), 0, 1
+        seed = torch.initial_seed()
+        if trainer is not None:
+            device, rank, world = trainer.strategy.root_device, trainer.global_rank, trainer.world_size
+            seed = trainer.strategy.broadcast(seed) if world > 1 else seed
+            shuffle = shuffle and not trainer.overfit_batches
+        images, labels = self._device_arrays(split, device)
+        sampler = ShardSampler(len(labels), self.batch_size, rank, world, shuffle=shuffle,
+                               drop_last=shuffle, seed=seed, device=device)
+        train = split == "train" and self.augment
+        augment = BatchAugment(self.image_size, **self.augmentation) if train else None
+        return DeviceBatches(images, labels, sampler, augment, seed)
+
+    def _device_arrays(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``split``'s uint8 images at ``image_size`` and labels on ``device``, made once."""
+        if (split, device) not in self._on_device:
+            dataset = self.datasets[split]
+            images = torch.from_numpy(resized_stack(dataset.images, self.image_size))
+            labels = torch.from_numpy(dataset.labels)
+            self._on_device[split, device] = (images.to(device), labels.to(device))
+        return self._on_device[split, device]
 
     def describe(self) -> str:
         """Per-split, per-class sample counts as a short string."""

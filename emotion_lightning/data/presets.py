@@ -20,6 +20,13 @@ def _albumentations():
     return A
 
 
+def check_probabilities(**probabilities: float) -> None:
+    """Fail naming the ``data.augmentation`` key whose probability is outside [0, 1]."""
+    for name, p in probabilities.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"data.augmentation.{name} is a probability in [0, 1], got {p}")
+
+
 class GrayPreset:
     """uint8 HxW gray image -> normalised float32 tensor ``[1, size, size]``.
 
@@ -50,9 +57,7 @@ class GrayPreset:
         erasing_scale: tuple[float, float] = (0.02, 0.33),
         erasing_ratio: tuple[float, float] = (0.3, 3.3),
     ) -> None:
-        for name, p in (("affine_p", affine_p), ("hflip", hflip), ("erasing_p", erasing_p)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"data.augmentation.{name} is a probability in [0, 1], got {p}")
+        check_probabilities(hflip=hflip, affine_p=affine_p, erasing_p=erasing_p)
         A = _albumentations()
         steps: list = []
         if train and pad_crop > 0:
