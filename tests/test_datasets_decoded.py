@@ -25,7 +25,7 @@ class Stopped(Exception):
     """Stands in for an interrupted build (Ctrl-C, a killed job)."""
 
 
-def test_interrupted_build_resumes_after_its_last_chunk(tmp_path, monkeypatch):
+def test_interrupted_build_resumes_and_a_change_rebuilds_one_chunk(tmp_path, monkeypatch):
     monkeypatch.setattr(decoded, "CHUNK", 4)
     calls, first_build = [], [True]
 
@@ -37,14 +37,17 @@ def test_interrupted_build_resumes_after_its_last_chunk(tmp_path, monkeypatch):
         return "odd image" if i == 5 else np.full((3, 3), i, np.uint8)
 
     try:
-        decoded_images(tmp_path, "key", 10, decode, 3, "test")
+        decoded_images(tmp_path, list(range(10)), decode, 3, "test")
     except Stopped:
         pass
     calls.clear()
-    images, problem = decoded_images(tmp_path, "key", 10, decode, 3, "test")
+    images, problem = decoded_images(tmp_path, list(range(10)), decode, 3, "test")
     assert calls == [8, 9]  # the two whole chunks came from the cache
     assert [images[i][0, 0] for i in (0, 4, 9)] == [0, 4, 9]
     assert problem[5] == "odd image" and (problem != "").sum() == 1
+    calls.clear()
+    decoded_images(tmp_path, [0, 1, 2, 3, 4, "changed", 6, 7, 8, 9], decode, 3, "test")
+    assert calls == [4, 5, 6, 7]  # a changed item rebuilds its chunk only
     restored = pickle.loads(pickle.dumps(images))  # memory maps travel as file names
     assert len(pickle.dumps(images)) < 1000
     np.testing.assert_array_equal(np.asarray(restored), np.asarray(images))

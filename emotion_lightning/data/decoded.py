@@ -73,20 +73,23 @@ class ImageRows:
 
 def decoded_images(
     cache_dir: str | Path | None,
-    key: str,
-    count: int,
+    keys: Sequence[object],
     decode: Callable[[int], np.ndarray | str],
     size: int,
     desc: str,
 ) -> tuple[ImageRows, np.ndarray]:
-    """The ``count`` images ``decode(i)`` gives (``size x size`` uint8), and each one's problem.
+    """The images ``decode(i)`` gives (``size x size`` uint8) for every ``keys[i]``, and each
+    one's problem.
 
-    ``decode(i)`` returns the image or a short reason why there is none (an unreadable file,
-    a face box outside the image); such rows hold zeros and their ``problem`` is the reason
-    (``""`` for the rows that decoded). Chunks of :data:`CHUNK` images are cached under
-    ``cache_dir`` (memory-mapped; ``None``: in RAM), so the build shows one progress bar and an
-    interrupted one resumes after its last whole chunk. Returns ``(images, problem)``.
+    ``keys[i]`` identifies what image ``i`` is made from (its file's path, size and mtime,
+    its box). ``decode(i)`` returns the image or a short reason why there is none (an
+    unreadable file, a face box outside the image); such rows hold zeros and their
+    ``problem`` is the reason (``""`` for the rows that decoded). Chunks of :data:`CHUNK`
+    images are cached under ``cache_dir`` (memory-mapped; ``None``: in RAM), each keyed by its
+    own items: the build shows one progress bar, an interrupted one resumes after its last
+    whole chunk, and a changed image rebuilds only its chunk. Returns ``(images, problem)``.
     """
+    count = len(keys)
     starts = range(0, count, CHUNK)
     progress = tqdm(total=count, desc=desc, unit=" img")
     chunks, problems = [], []
@@ -106,14 +109,14 @@ def decoded_images(
 
     with progress:
         for start in starts:
-            part_key = fingerprint([key, "chunk", CHUNK, start, size])
+            part_key = fingerprint(["chunk", size, *keys[start:start + CHUNK]])
             arrays = cached_arrays(cache_dir, part_key, lambda start=start: build(start))
             if progress.n <= start:  # already cached
                 progress.update(min(CHUNK, count - start))
             chunks.append(arrays["images"])
             problems.append(np.asarray(arrays["problem"]))
     if not chunks:
-        return ImageRows([np.zeros((0, size, size), np.uint8)]), np.zeros(0, bool)
+        return ImageRows([np.zeros((0, size, size), np.uint8)]), np.zeros(0, str)
     problem = np.concatenate(problems)
     return ImageRows(chunks), problem
 

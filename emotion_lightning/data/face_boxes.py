@@ -4,13 +4,11 @@ borders), with boxes that miss the image refused."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from emotion_lightning.data.cache import fingerprint
 from emotion_lightning.data.decoded import ImageRows, decoded_images, report_problems
 from emotion_lightning.data.label_files import SkipReport, file_stats
 from emotion_lightning.faces.crop import crop_face
@@ -55,21 +53,22 @@ def listed_faces(
     report: SkipReport,
 ) -> tuple[ImageRows, np.ndarray]:
     """The faces of the images a label file lists (``boxes[i]`` in ``paths[i]``; whole images
-    when ``boxes`` is None), decoded once into the memory-mapped cache, and which are usable.
+    when ``boxes`` is None), decoded once into the memory-mapped cache (``tag`` names the
+    progress bar), and which are usable.
 
     A listed image that is missing, unreadable, or whose box lies outside it is added to
     ``report`` with its label-file place (``places[i]``, ``file:line``) and marked unusable.
-    The cache key covers every image's size and mtime, the boxes and ``size``.
+    Each cache chunk's key covers its images' paths, sizes and mtimes, boxes and ``size``.
     """
     stats, missing = file_stats(paths)
     missing_set = set(missing)
-    box_digest = hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest() if boxes is not None else None
-    key = fingerprint([tag, size, box_digest, *zip(map(str, paths), stats)])
+    boxes_listed = [None] * len(paths) if boxes is None else np.asarray(boxes).round(2).tolist()
+    keys = list(zip(map(str, paths), stats, boxes_listed))
 
     def decode(i: int) -> np.ndarray | str:
         if i in missing_set:
             return "image file missing"
         return face_from_box(paths[i], None if boxes is None else boxes[i], size)
 
-    images, problem = decoded_images(cache_dir, key, len(paths), decode, size, f"decoding {tag}")
+    images, problem = decoded_images(cache_dir, keys, decode, size, f"decoding {tag}")
     return images, report_problems(problem, places, report)
