@@ -7,7 +7,10 @@ records), so no account or network is needed.
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,6 @@ from hydra import initialize_config_dir
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.pipeline import run_pipeline
-from emotion_lightning.runtime import configure_environment
 from tests.test_pipeline import _pipeline_cfg, data_dir  # noqa: F401
 from tests.test_scale_and_sweeps import SYNTH, run_cli
 
@@ -63,12 +65,16 @@ def read_run(run_dir: Path) -> dict:
     return out
 
 
-def test_importing_the_package_leaves_wandb_mode_alone(monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    configure_environment()
-    import os
-
-    assert "WANDB_MODE" not in os.environ  # offline comes from the logger config only
+def test_importing_the_package_leaves_wandb_mode_alone():
+    """Offline comes from the logger config only: a fresh interpreter importing every
+    subpackage (and running the environment set-up) leaves ``WANDB_MODE`` unset."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    script = ("import os, emotion_lightning, emotion_lightning.cli.train, emotion_lightning.models; "
+              "from emotion_lightning.runtime import configure_environment; "
+              "configure_environment(); print(os.environ.get('WANDB_MODE', 'unset'))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "unset", proc.stdout
 
 
 @pytest.mark.slow
