@@ -60,3 +60,16 @@ def test_data_option_declares_the_augmentation_of_data_fer(name, tmp_path):
     assert cfg.data.augmentation == fer.data.augmentation
     assert {k: cfg.data[k] for k in ("image_size", "batch_size", "num_workers", "augment")} == {
         k: fer.data[k] for k in ("image_size", "batch_size", "num_workers", "augment")}
+
+
+@pytest.mark.parametrize("class_set, classes", [
+    ("rafdb7", "emotion_lightning.data.rafdb:RAFDB_CLASSES"),
+    ("affectnet8", "emotion_lightning.data.affectnet:AFFECTNET_CLASSES"),
+    ("ferplus8", "emotion_lightning.data.ferplus:FERPLUS_CLASSES"),
+])
+def test_class_sets_are_each_datasets_classes_in_its_label_order(class_set, classes, tmp_path):
+    from importlib import import_module
+
+    module, name = classes.split(":")
+    cfg = compose_cfg("train", [f"class_set={class_set}"], tmp_path)
+    assert list(cfg.classes) == list(getattr(import_module(module), name))

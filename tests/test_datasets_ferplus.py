@@ -89,6 +89,15 @@ def test_ferplus_reads_every_row(ferplus):
     assert table.votes.shape == (67, 10) and table.lines[0] == 2
 
 
+def test_ferplus_pixels_from_another_folder(ferplus, tmp_path):
+    elsewhere = tmp_path / "fer2013"
+    elsewhere.mkdir()
+    (ferplus / "fer2013.csv").rename(elsewhere / "fer2013.csv")
+    dm = FERPlusDataModule(ferplus / "fer2013new.csv", fer_csv=elsewhere, cache_dir=None)
+    dm.setup("test")
+    assert len(dm.datasets["test"]) == 10  # two PrivateTest rows of each of the five classes
+
+
 def test_ferplus_missing_pixels_say_where_to_get_them(ferplus):
     (ferplus / "fer2013.csv").unlink()
     with pytest.raises(FileNotFoundError, match="fer2013.csv.*Kaggle"):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emotion_lightning.constants import DEFAULT_CLASSES
+from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import (
     STAGE_SPLITS,
     GrayImageDataModule,
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
-#: AffectNet's expressions 0-7, in order; 8-10 are the rows without an emotion.
-AFFECTNET_CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust",
-                                      "angry", "contempt")
+#: AffectNet's own names of its expressions 0-7, in order, and their canonical names; 8-10
+#: are the rows without an emotion.
+AFFECTNET_LABELS: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust",
+                                     "anger", "contempt")
+AFFECTNET_CLASSES: tuple[str, ...] = tuple(canonical_emotion(n) for n in AFFECTNET_LABELS)
 NO_EMOTION: tuple[str, ...] = ("none", "uncertain", "no-face")  # expressions 8, 9, 10
 COLUMNS: tuple[str, ...] = ("subDirectory_filePath", "face_x", "face_y", "face_width",
                             "face_height", "facial_landmarks", "expression", "valence", "arousal")
@@ -91,7 +93,7 @@ def read_affectnet_list(path: str | Path) -> AffectNetTable:
                                          "arousal must be numbers)") from None
                 if not 0 <= expression <= 10:
                     raise LabelFileError(f"{where}: expression {expression} is outside 0-10 "
-                                         f"({AFFECTNET_CLASSES + NO_EMOTION})")
+                                         f"({AFFECTNET_LABELS + NO_EMOTION})")
                 paths.append(row[0].strip())
                 boxes.append((x, y, x + w, y + h))
                 expressions.append(expression)

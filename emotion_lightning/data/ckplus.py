@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emotion_lightning.constants import DEFAULT_CLASSES
+from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.face_boxes import listed_faces
 from emotion_lightning.data.label_files import LabelFileError, SkipReport, require_classes
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
-#: CK+'s emotion labels 0-7, in order (the Emotion/ files hold 1-7; 0 is the neutral onset).
-CKPLUS_CLASSES: tuple[str, ...] = ("neutral", "angry", "contempt", "disgust", "fear", "happy",
-                                   "sad", "surprise")
+#: CK+'s own names of its emotion labels 0-7, in order, and their canonical names (the
+#: Emotion/ files hold 1-7; 0 is the neutral onset).
+CKPLUS_LABELS: tuple[str, ...] = ("neutral", "anger", "contempt", "disgust", "fear", "happy",
+                                  "sadness", "surprise")
+CKPLUS_CLASSES: tuple[str, ...] = tuple(canonical_emotion(n) for n in CKPLUS_LABELS)
 IMAGE_DIR, EMOTION_DIR, LANDMARK_DIR = "cohn-kanade-images", "Emotion", "Landmarks"
 SUBJECT = re.compile(r"^(S\d+)_")
 HOW_TO_GET = (
@@ -47,7 +49,7 @@ def read_emotion_file(path: Path) -> int:
         raise LabelFileError(f"{path}:{line_no}: {text!r} is not a number") from None
     if value != int(value) or not 0 <= value < len(CKPLUS_CLASSES):
         raise LabelFileError(f"{path}:{line_no}: emotion {text} is not an integer 0-7 "
-                             f"{CKPLUS_CLASSES}")
+                             f"{CKPLUS_LABELS}")
     return int(value)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from emotion_lightning.constants import DEFAULT_CLASSES
+from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import (
     ArrayDataset,
     GrayImageDataModule,
@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 VOTE_COLUMNS: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust",
                                  "fear", "contempt", "unknown", "NF")
 #: The canonical names of the first eight columns: FER+'s emotions.
-FERPLUS_CLASSES: tuple[str, ...] = ("neutral", "happy", "surprise", "sad", "angry", "disgust",
-                                    "fear", "contempt")
+FERPLUS_CLASSES: tuple[str, ...] = tuple(canonical_emotion(n) for n in VOTE_COLUMNS[:8])
 LABEL_MODES = ("majority", "probability")
 HOW_TO_GET = (
     "FER+ is fer2013new.csv from https://github.com/microsoft/FERPlus (MIT licence) next to the "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emotion_lightning.constants import DEFAULT_CLASSES
+from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.face_boxes import listed_faces
 from emotion_lightning.data.label_files import (
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
-#: RAF-DB's labels 1-7, in order.
-RAFDB_CLASSES: tuple[str, ...] = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
+#: RAF-DB's own names of its labels 1-7, in order, and their canonical names.
+RAFDB_LABELS: tuple[str, ...] = ("surprise", "fear", "disgust", "happiness", "sadness", "anger",
+                                 "neutral")
+RAFDB_CLASSES: tuple[str, ...] = tuple(canonical_emotion(n) for n in RAFDB_LABELS)
 LABEL_FILE = "EmoLabel/list_patition_label.txt"
 IMAGE_DIR = "Image/aligned"
 HOW_TO_GET = (
@@ -62,7 +64,7 @@ def read_rafdb_labels(path: str | Path) -> RAFDBTable:
                 raise LabelFileError(f"{where}: expected '<name>.jpg <label 1-7>', got {line.strip()!r}")
             name, label = fields
             if not label.isdigit() or not 1 <= int(label) <= len(RAFDB_CLASSES):
-                raise LabelFileError(f"{where}: label {label!r} is not 1-7 {RAFDB_CLASSES}")
+                raise LabelFileError(f"{where}: label {label!r} is not 1-7 {RAFDB_LABELS}")
             split = name.split("_", 1)[0]
             if split not in ("train", "test"):
                 raise LabelFileError(f"{where}: image name {name!r} starts with neither train_ "
