@@ -64,6 +64,20 @@ def test_affectnet_table_keeps_valence_arousal(affectnet):
     np.testing.assert_array_equal(table.boxes[0, 2:] - table.boxes[0, :2], [64, 64])
 
 
+def test_affectnet_valence_arousal_follow_each_split(affectnet):
+    dm = AffectNetDataModule(affectnet, classes=list(AFFECTNET_CLASSES), val_fraction=0.2,
+                             cache_dir=None)
+    dm.setup()
+    for split, list_name in (("train", "training.csv"), ("val", "training.csv"),
+                             ("test", "validation.csv")):
+        table, rows = dm.tables[list_name], dm.table_rows[split]
+        assert len(rows) == len(dm.datasets[split])
+        np.testing.assert_array_equal(table.expressions[rows],
+                                      [AFFECTNET_CLASSES.index(dm.class_names[y])
+                                       for y in dm.datasets[split].labels])
+        assert (np.abs(table.valence[rows]) <= 1).all() and (np.abs(table.arousal[rows]) <= 1).all()
+
+
 def test_affectnet_lists_in_the_file_lists_folder_without_header(affectnet):
     lists = affectnet / "Manually_Annotated_file_lists"
     lists.mkdir()

@@ -38,6 +38,14 @@ def test_rafdb_official_split_and_label_order(rafdb, tmp_path):
     assert x.shape == (4, 1, 48, 48) and y.dtype == torch.int64
 
 
+def test_rafdb_loader_workers_read_the_memory_map(rafdb, tmp_path):
+    dm = RAFDBDataModule(rafdb, cache_dir=tmp_path / "cache", batch_size=30, num_workers=1,
+                         augment=False)
+    dm.setup("test")
+    (x, y), = list(dm.test_dataloader())
+    assert x.shape == (15, 1, 48, 48) and sorted(y.tolist()) == sorted(dm.datasets["test"].labels)
+
+
 def test_rafdb_reads_the_label_file(rafdb):
     table = read_rafdb_labels(rafdb / "EmoLabel" / "list_patition_label.txt")
     assert len(table.names) == 63 and table.names[0] == "train_00001.jpg"

@@ -148,7 +148,10 @@ class AffectNetDataModule(GrayImageDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.cache_dir = cache_dir
+        #: The parsed lists, and for each split the rows of its list each sample comes from
+        #: (``tables["training.csv"].valence[table_rows["train"]]``: the train samples' valence).
         self.tables: dict[str, AffectNetTable] = {}
+        self.table_rows: dict[str, np.ndarray] = {}
 
     def _list(self, name: str) -> Path:
         for folder in LIST_DIRS:
@@ -157,7 +160,7 @@ class AffectNetDataModule(GrayImageDataModule):
         return require_file(self.root / name, f"AffectNet list {name}", HOW_TO_GET)
 
     def _faces(self, name: str, report: SkipReport) -> tuple:
-        """(faces, labels 0-7) of the usable emotion rows of list ``name``."""
+        """(faces, labels, list rows) of the usable rows of list ``name`` in ``classes``."""
         list_file = self._list(name)
         table = self.tables[name] = read_affectnet_list(list_file)
         dropped = np.bincount(table.expressions, minlength=11)[8:]
@@ -185,8 +188,9 @@ class AffectNetDataModule(GrayImageDataModule):
             fit, val = stratified_group_split(labels, groups,
                                               (1 - self.val_fraction, self.val_fraction), self.seed)
             parts["train"], parts["val"] = (faces[fit], labels[fit]), (faces[val], labels[val])
+            self.table_rows["train"], self.table_rows["val"] = rows[fit], rows[val]
         if "test" in needed:
-            faces, labels, _ = self._faces("validation.csv", report)
+            faces, labels, self.table_rows["test"] = self._faces("validation.csv", report)
             parts["test"] = (faces, labels)
         report.log()
         return parts
