@@ -19,6 +19,7 @@ from emotion_lightning.models import (
     create_backbone,
     list_backbones,
     register_backbone,
+    unregister_backbone,
 )
 from emotion_lightning.models import weights as weights_module
 
@@ -40,11 +41,17 @@ def test_register_custom_backbone():
     def tiny(num_classes, conv1_init="random", weights=None):
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))
 
-    assert "tiny_test_net" in list_backbones()
-    model = EmotionClassifier(["a", "b"], arch="tiny_test_net")
-    assert model(torch.randn(1, 1, 8, 8)).shape == (1, 2)
-    with pytest.raises(ValueError, match="already registered"):
-        register_backbone("tiny_test_net")(tiny)
+    try:
+        assert "tiny_test_net" in list_backbones()
+        model = EmotionClassifier(["a", "b"], arch="tiny_test_net")
+        assert model(torch.randn(1, 1, 8, 8)).shape == (1, 2)
+        with pytest.raises(ValueError, match="already registered"):
+            register_backbone("tiny_test_net")(tiny)
+    finally:
+        assert unregister_backbone("tiny_test_net") is tiny
+    assert "tiny_test_net" not in list_backbones()  # no test leaves a backbone behind
+    with pytest.raises(KeyError, match="not registered"):
+        unregister_backbone("tiny_test_net")
 
 
 def test_rgb_sum_from_local_rgb_weights_is_exact_on_equal_channels(tmp_path):

@@ -7,7 +7,12 @@ from importlib import import_module
 
 from emotion_lightning.models.fer_nets import FerVGG, cifar_resnet
 from emotion_lightning.models.gray_resnet import build_gray_resnet, gray_conv1_from_rgb
-from emotion_lightning.models.registry import create_backbone, list_backbones, register_backbone
+from emotion_lightning.models.registry import (
+    create_backbone,
+    list_backbones,
+    register_backbone,
+    unregister_backbone,
+)
 
 _LAZY = {"EmotionClassifier": "classifier", "Conv1Distiller": "gray_distill",
          "ClassifierEnsemble": "ensemble", "load_classifier": "loading", "load_model": "loading"}
@@ -24,6 +29,7 @@ __all__ = [
     "load_classifier",
     "load_model",
     "register_backbone",
+    "unregister_backbone",
 ]
 
 

@@ -94,11 +94,19 @@ def build_gray_resnet(
     return model
 
 
-def _register(arch: str) -> None:
-    @register_backbone(arch)
-    def _builder(num_classes: int, conv1_init: str = "random", weights: str | None = None):
-        return build_gray_resnet(arch, num_classes, conv1_init, weights)
+@register_backbone("resnet18")
+def resnet18(num_classes: int, conv1_init: str = "random", weights: str | None = None) -> nn.Module:
+    """torchvision's ResNet-18 with a 1-channel conv1 (:func:`build_gray_resnet`)."""
+    return build_gray_resnet("resnet18", num_classes, conv1_init, weights)
 
 
-for _arch in ("resnet18", "resnet34", "resnet50"):
-    _register(_arch)
+@register_backbone("resnet34")
+def resnet34(num_classes: int, conv1_init: str = "random", weights: str | None = None) -> nn.Module:
+    """torchvision's ResNet-34 with a 1-channel conv1 (:func:`build_gray_resnet`)."""
+    return build_gray_resnet("resnet34", num_classes, conv1_init, weights)
+
+
+@register_backbone("resnet50")
+def resnet50(num_classes: int, conv1_init: str = "random", weights: str | None = None) -> nn.Module:
+    """torchvision's ResNet-50 with a 1-channel conv1 (:func:`build_gray_resnet`)."""
+    return build_gray_resnet("resnet50", num_classes, conv1_init, weights)

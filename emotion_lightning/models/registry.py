@@ -36,6 +36,14 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
     return decorator
 
 
+def unregister_backbone(name: str) -> BackboneBuilder:
+    """Remove ``name`` from the registry (e.g. a test's or a notebook's experiment); returns
+    its builder."""
+    if name not in _REGISTRY:
+        raise KeyError(f"backbone {name!r} is not registered; registered: {list_backbones()}")
+    return _REGISTRY.pop(name)
+
+
 def list_backbones() -> list[str]:
     """Names accepted by :func:`create_backbone`, sorted."""
     return sorted(_REGISTRY)
