@@ -54,12 +54,12 @@ def test_fast_dev_run_on_each_dataset(name, variant, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_data_option_declares_the_augmentation_of_data_fer(name, tmp_path):
+def test_data_option_declares_the_loader_keys_of_data_fer(name, tmp_path):
     cfg = compose_cfg("train", [f"data={name}"], tmp_path)
     fer = compose_cfg("train", ["data=fer"], tmp_path)
     assert cfg.data.augmentation == fer.data.augmentation
-    assert {k: cfg.data[k] for k in ("image_size", "batch_size", "num_workers", "augment")} == {
-        k: fer.data[k] for k in ("image_size", "batch_size", "num_workers", "augment")}
+    shared = ("image_size", "batch_size", "num_workers", "loader", "augment", "cache_dir")
+    assert {k: cfg.data[k] for k in shared} == {k: fer.data[k] for k in shared}
 
 
 @pytest.mark.parametrize("class_set, classes", [

@@ -107,3 +107,5 @@ def test_ferplus_missing_pixels_say_where_to_get_them(ferplus):
 def test_ferplus_unknown_class_and_mode():
     with pytest.raises(ValueError, match="label_mode must be one of"):
         FERPlusDataModule("x", label_mode="soft")
+    with pytest.raises(ValueError, match="use data.loader=workers"):
+        FERPlusDataModule("x", label_mode="probability", loader="device")

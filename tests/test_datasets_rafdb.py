@@ -46,6 +46,17 @@ def test_rafdb_loader_workers_read_the_memory_map(rafdb, tmp_path):
     assert x.shape == (15, 1, 48, 48) and sorted(y.tolist()) == sorted(dm.datasets["test"].labels)
 
 
+def test_rafdb_device_loader_gathers_the_memory_map(rafdb, tmp_path):
+    options = dict(cache_dir=tmp_path / "cache", batch_size=8, augment=False)
+    device = RAFDBDataModule(rafdb, loader="device", **options)
+    workers = RAFDBDataModule(rafdb, num_workers=0, **options)
+    for dm in (device, workers):
+        dm.setup("test")
+    for (x, y), (x_ref, y_ref) in zip(device.test_dataloader(), workers.test_dataloader()):
+        torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-6)
+        assert torch.equal(y, y_ref)
+
+
 def test_rafdb_reads_the_label_file(rafdb):
     table = read_rafdb_labels(rafdb / "EmoLabel" / "list_patition_label.txt")
     assert len(table.names) == 63 and table.names[0] == "train_00001.jpg"

@@ -124,6 +124,7 @@ class FERPlusDataModule(GrayImageDataModule):
             ``probability`` — training batches yield ``y`` as float32 ``[B, C]`` vote
             distributions over ``classes`` (rows renormalised; rows with no vote on them
             dropped and counted); validation and test batches yield the majority labels.
+            Needs ``loader="workers"``.
         cache_dir: the decoded pixels of fer2013.csv are cached here; ``None`` disables.
         loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
             ``pin_memory``: see :class:`GrayImageDataModule`.
@@ -142,6 +143,10 @@ class FERPlusDataModule(GrayImageDataModule):
         require_classes(self.class_names, FERPLUS_CLASSES, "FER+")
         if label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+        if label_mode == "probability" and self.loader != "workers":
+            raise ValueError("label_mode=probability trains on vote distributions, which only the "
+                             "DataLoader carries: use data.loader=workers (the device loader "
+                             "holds one label per image)")
         self.root = Path(root).expanduser()
         self.fer_csv = Path(fer_csv).expanduser() if fer_csv else None
         self.label_mode = label_mode
