@@ -1,12 +1,20 @@
-"""Training throughput of each recipe's exact settings: Lightning vs a bare PyTorch loop.
+"""Training throughput of each recipe's exact settings: Lightning vs a bare PyTorch loop, and
+the two data loaders against the model alone.
 
 For every recipe (Hydra experiment) the model, optimizer, batch size, input size, augmentation,
 memory format and precision (``auto`` resolved as ``emotion-train`` does) come from the
 composed config. The bare loop runs the same network and optimizer in fp32 and in bf16
 autocast, which shows whether ``precision=auto`` picked the faster one on this CPU. Also the
-data pipeline alone (decoded cache vs a JPEG decoded per sample). Prints and saves JSON.
+data pipeline alone (decoded cache vs a JPEG decoded per sample).
+
+``--loaders`` (ResNet-18 at 96 px and ResNet-50 at 112 px with ``fer5_cpu``'s batch, optimizer,
+augmentation and precision): Lightning's training images/s through the datamodule with
+``data.loader=workers`` (the DataLoader path) and ``data.loader=device`` (the device-resident
+loader), and the ceiling: the model alone, a bare loop on one fixed batch already on the device;
+each as a fraction of the ceiling. On CUDA when there is a GPU. Prints and saves JSON.
 
     python benchmarks/train_throughput.py --recipes fer5_cpu fer7_cpu quickstart --steps 12
+    python benchmarks/train_throughput.py --recipes --loaders resnet18@96 resnet50@112 --steps 6
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import write_json
-from emotion_lightning.data.base import ArrayDataset
+from emotion_lightning.data.base import ArrayDataset, GrayImageDataModule
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.runtime import (
     BF16_CPU_FLAGS,
@@ -37,7 +45,7 @@ from emotion_lightning.runtime import (
     auto_precision,
     configure_threads,
     cpu_flags,
-    cpu_name,
+    machine_record,
 )
 
 
@@ -54,18 +62,38 @@ class JpegDataset(Dataset):
         return self.transform(cv2.imread(str(self.files[i]), cv2.IMREAD_GRAYSCALE)), int(self.labels[i])
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class StepTimer(L.Callback):
-    """Wall time from the start of batch ``warmup`` to the end of the last batch."""
+    """Wall time from the start of batch ``warmup`` to the end of the last batch (the GPU's
+    queue drained at both ends)."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end = warmup, None, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup and self.start is None:
+            synchronize(module.device)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == trainer.max_steps:
+            synchronize(module.device)
         self.end = time.perf_counter()
+
+
+class ArrayDataModule(GrayImageDataModule):
+    """FER-shaped uint8 arrays as a datamodule (train; a few of them as val, never run)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, classes, **loader) -> None:
+        super().__init__(classes, **loader)
+        self.images, self.labels = images, labels
+
+    def load_splits(self, stage):
+        return {"train": (self.images, self.labels), "val": (self.images[:64], self.labels[:64])}
 
 
 def loader(dataset, batch_size: int, workers: int) -> DataLoader:
@@ -73,10 +101,11 @@ def loader(dataset, batch_size: int, workers: int) -> DataLoader:
                       drop_last=True, persistent_workers=workers > 0)
 
 
-def recipe_config(name: str, accelerator: str):
+def recipe_config(name: str, accelerator: str, overrides: tuple[str, ...] | list[str] = ()):
     """The composed experiment, with ``precision=auto`` resolved."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={name}", f"trainer.accelerator={accelerator}"])
+        cfg = compose("train", overrides=[f"experiment={name}", f"trainer.accelerator={accelerator}",
+                                          *overrides])
     precision = str(cfg.trainer.precision)
     if precision == "auto":
         precision = auto_precision(accelerator)[0]
@@ -88,7 +117,8 @@ def build_model(cfg) -> L.LightningModule:
     return instantiate(cfg.model)
 
 
-def lightning_rate(cfg, precision: str, dataset, args, workers: int) -> float:
+def lightning_rate(cfg, precision: str, data, args) -> float:
+    """Lightning's training images/s on ``data`` (a DataLoader or a datamodule)."""
     model = build_model(cfg)
     model.scheduler_factory = None  # no schedule (nor time budget) in a throughput measurement
     timer = StepTimer(args.warmup)
@@ -96,8 +126,37 @@ def lightning_rate(cfg, precision: str, dataset, args, workers: int) -> float:
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         limit_val_batches=0, num_sanity_val_steps=0, accelerator=args.accelerator,
                         devices=1, precision=precision)
-    trainer.fit(model, loader(dataset, cfg.data.batch_size, workers))
+    if isinstance(data, L.LightningDataModule):
+        trainer.fit(model, datamodule=data)
+    else:
+        trainer.fit(model, data)
     return args.steps * cfg.data.batch_size / (timer.end - timer.start)
+
+
+def ceiling_rate(cfg, precision: str, args) -> float:
+    """The model alone: forward, backward and optimizer step on one fixed batch on the device."""
+    model = build_model(cfg)
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    model = model.to(device).train()
+    optimizer = model.optimizer_factory(model._parameter_groups())
+    size, batch = int(cfg.data.image_size), int(cfg.data.batch_size)
+    x = torch.randn(batch, 1, size, size, device=device)
+    y = torch.randint(0, len(cfg.data.classes), (batch,), device=device)
+    dtype = torch.bfloat16 if precision.startswith("bf16") else (
+        torch.float16 if precision.startswith("16") else None)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+    start = None
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            synchronize(device)
+            start = time.perf_counter()
+        with autocast:
+            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.model.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    return args.steps * batch / (time.perf_counter() - start)
 
 
 def plain_rate(cfg, bf16: bool, dataset, args, workers: int) -> float:
@@ -139,7 +198,7 @@ def measure_recipe(name: str, images, labels, args, workers: int) -> dict:
     size = int(cfg.data.image_size)
     preset = GrayPreset(size, train=True, **(cfg.data.get("augmentation") or {}))
     dataset = ArrayDataset(images, labels % len(cfg.data.classes), preset)
-    lit = lightning_rate(cfg, precision, dataset, args, workers)
+    lit = lightning_rate(cfg, precision, loader(dataset, cfg.data.batch_size, workers), args)
     plain = {p: plain_rate(cfg, p == "bf16", dataset, args, workers) for p in ("fp32", "bf16")}
     fastest = max(plain, key=plain.get)
     chosen = "bf16" if precision.startswith("bf16") else "fp32"
@@ -155,9 +214,38 @@ def measure_recipe(name: str, images, labels, args, workers: int) -> dict:
     }
 
 
+def measure_loaders(setting: str, images, labels, args) -> dict:
+    """``arch@size`` with fer5_cpu's data settings: DataLoader path, device path, ceiling."""
+    arch, size = setting.split("@")
+    cfg, precision = recipe_config("fer5_cpu", args.accelerator,
+                                   [f"model.arch={arch}", f"data.image_size={size}"])
+    classes = list(cfg.data.classes)
+    rates = {"workers": 0.0, "device": 0.0, "ceiling": 0.0}
+    for _ in range(args.repeats):  # interleaved, the best of each: robust to a busy machine
+        for path in ("workers", "device"):
+            data = ArrayDataModule(images, labels % len(classes), classes, image_size=int(size),
+                                   batch_size=int(cfg.data.batch_size), num_workers=None,
+                                   augmentation=dict(cfg.data.augmentation), loader=path)
+            rates[path] = max(rates[path], lightning_rate(cfg, precision, data, args))
+        rates["ceiling"] = max(rates["ceiling"], ceiling_rate(cfg, precision, args))
+    ceiling = rates["ceiling"]
+    return {
+        "arch": arch, "image_size": int(size), "batch_size": int(cfg.data.batch_size),
+        "precision": precision, "repeats": args.repeats,
+        "dataloader_images_per_s": round(rates["workers"], 1),
+        "device_loader_images_per_s": round(rates["device"], 1),
+        "ceiling_images_per_s": round(ceiling, 1),
+        "dataloader_of_ceiling": round(rates["workers"] / ceiling, 3),
+        "device_loader_of_ceiling": round(rates["device"] / ceiling, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["fer5_cpu", "fer7_cpu", "quickstart"])
+    parser.add_argument("--recipes", nargs="*", default=["fer5_cpu", "fer7_cpu", "quickstart"])
+    parser.add_argument("--loaders", nargs="*", default=["resnet18@96", "resnet50@112"],
+                        help="ARCH@SIZE settings timed with each loader and alone (none: skip)")
+    parser.add_argument("--repeats", type=int, default=2, help="--loaders: best of this many")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--images", type=int, default=2048)
@@ -185,18 +273,25 @@ def main() -> None:
     for name in args.recipes:
         recipes[name] = measure_recipe(name, images, labels, args, workers)
         print(name, json.dumps(recipes[name]), flush=True)
+    loaders = {}
+    for setting in args.loaders:
+        loaders[setting] = measure_loaders(setting, images, labels, args)
+        print(setting, json.dumps(loaders[setting]), flush=True)
     flags = cpu_flags()
     result = {
         "device": torch.cuda.get_device_name() if args.accelerator == "gpu" else "cpu",
-        "cpu": cpu_name(),
+        **machine_record(),
         "cpu_bf16_flags": sorted(flags.intersection(BF16_CPU_FLAGS)),
         "torch_threads": threads,
         "dataloader_workers": workers,
         "steps": args.steps,
         "recipes": recipes,
+        "loaders": loaders,
         "pipeline_cached_images_per_s_48px": round(pipe_cached, 1),
         "pipeline_jpeg_images_per_s_48px": round(pipe_jpeg, 1),
-        "goals": {"lightning_over_plain": ">= 0.95", "auto_picked_fastest": True},
+        "goals": {"lightning_over_plain": ">= 0.95", "auto_picked_fastest": True,
+                  "device_loader_of_ceiling": ">= 0.85",
+                  "device_loader_images_per_s resnet18@96": ">= 20000 on an H100/H200"},
     }
     print(json.dumps(result, indent=2))
     write_json(result, args.out)

@@ -104,8 +104,9 @@ class BatchAugment:
         if self.hflip > 0:
             flip = torch.rand(n, 1, generator=g, device=device) < self.hflip
             cols = torch.where(flip, cols.flip(1), cols)
-        batch = torch.arange(n, device=device)[:, None, None]
-        return images[batch, rows[:, :, None], cols[:, None, :]]
+        # one gather of flat indices (several times faster than three advanced indices on CPUs)
+        flat = rows[:, :, None] * images.shape[-1] + cols[:, None, :]
+        return images.reshape(n, -1).gather(1, flat.reshape(n, -1)).reshape(n, s, s)
 
     def _affine(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """albumentations' ``Affine`` (forward matrix ``centre + t + R(angle) diag(sx, sy)
