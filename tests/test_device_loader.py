@@ -170,3 +170,23 @@ def test_ddp_two_processes_each_take_their_shard(tmp_path):
     assert single["num_samples"] == 40
     assert metrics["test/acc"] == pytest.approx(single["acc"], abs=1e-6)
     assert np.isfinite(metrics["test/macro_f1"])
+
+
+def test_cli_resume_with_ckpt_path_last_matches_one_uninterrupted_run(tmp_path):
+    common = ["experiment=quickstart", "data.loader=device", "data.augment=true",
+              "data.num_train=24", "data.num_val=8", "data.num_test=8", "data.batch_size=8",
+              "test=false", "callbacks.early_stopping=null",
+              "model.scheduler=null"]  # an epoch-count schedule would differ with max_epochs
+
+    def run(folder: str, *extra: str):
+        cfg = compose_cfg("train", [*common, *extra], tmp_path / folder)
+        with one_torch_thread():
+            _, objects = train(cfg)
+        return objects["trainer"].global_step, objects["model"].state_dict()
+
+    steps, whole = run("whole", "trainer.max_epochs=2")
+    assert run("resumed", "trainer.max_epochs=1")[0] == 3
+    resumed_steps, resumed = run("resumed", "trainer.max_epochs=2", "ckpt_path=last")
+    assert resumed_steps == steps == 6
+    for name, value in whole.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
