@@ -190,3 +190,21 @@ def test_cli_resume_with_ckpt_path_last_matches_one_uninterrupted_run(tmp_path):
     assert resumed_steps == steps == 6
     for name, value in whole.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_making_batches_reads_nothing_back_from_the_device(monkeypatch):
+    dm = SyntheticDataModule(image_size=48, loader="device", augmentation={
+        "pad_crop": 4, "brightness_contrast": 0.2, "erasing_p": 0.5}, **TINY)
+    dm.setup()
+    loader = dm.train_dataloader()
+    reads = []
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def read(tensor, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(tensor, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    batches = [x for x, _ in loader]
+    monkeypatch.undo()
+    assert len(batches) == 6 and reads == []  # so a GPU never waits for the host
