@@ -107,3 +107,19 @@ def test_a_refused_fit_keeps_the_earlier_runs_hydra_record(tmp_path, checkpoint)
     assert proc.returncode != 0
     assert "last.ckpt is from an earlier run in this run dir" in proc.stderr, proc.stderr[-2000:]
     assert {name: (run / ".hydra" / name).read_text() for name in record} == record
+
+
+def test_last_ckpt_is_the_latest_epoch_even_when_it_did_not_improve(tmp_path):
+    """Lightning's save_last rewrites last.ckpt only with a new best: ckpt_path=last would go
+    back to the best epoch. Here only the first epoch is "best" (the monitor is the step,
+    minimised) and last.ckpt must still be the third."""
+    run = tmp_path / "run"
+    cfg = compose_cfg("train", [*TINY_SYNTHETIC, "trainer.max_epochs=3",
+                                "callbacks.model_checkpoint.monitor=step",
+                                "callbacks.model_checkpoint.mode=min"], run)
+    metrics, _ = train(cfg)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 3)
+    assert metrics["best_ckpt"].endswith("epoch_000.ckpt")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt",
+                                                                       "last.ckpt"]

@@ -14,6 +14,7 @@ from emotion_lightning.cli.cross_eval import cross_evaluate, data_config, datase
 from emotion_lightning.evaluation import ClassSubset, restrict_classes
 from emotion_lightning.models import load_model
 from tests.conftest import compose_cfg, fer_images, one_torch_thread, tiny_checkpoint, write_fer_csv
+from tests.dataset_fixtures import write_rafdb
 from tests.helpers import wild_crops
 
 
@@ -26,6 +27,7 @@ def data_dir(tmp_path):
     usages = np.where(np.arange(len(labels)) % 4 == 0, "PublicTest", "Training")
     write_fer_csv(root / "fer2013" / "fer2013.csv", images, labels, usages)
     wild_crops(root / "processed", count=14, labels=("happy", "sad", "not_an_emotion"))
+    write_rafdb(root / "rafdb" / "basic", per_label=4)
     return root
 
 
@@ -48,10 +50,11 @@ def test_cross_eval_writes_one_table_of_models_by_datasets(tmp_path, data_dir, c
     second = tiny_checkpoint(checkpoint.parent.parent, seed=1)  # the session's base folder
     out = tmp_path / "cross"
     cfg = compose_cfg("cross_eval", [
-        f"ckpt_path=[{checkpoint},{second}]", "ensemble=true", "datasets=[fer,wild]",
+        f"ckpt_path=[{checkpoint},{second}]", "ensemble=true", "datasets=[fer,wild,rafdb]",
         f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
         "data_overrides.wild=['data.num_workers=0','data.test_fraction=0.3']",
-        "data_overrides.fer=['data.num_workers=0']", "extras.print_config=false"], out)
+        "data_overrides.fer=['data.num_workers=0']", "data_overrides.rafdb=['data.num_workers=0']",
+        "extras.print_config=false"], out)
     wild = data_config("wild", cfg)
     assert wild.root == str(data_dir / "processed") and wild.num_workers == 0
     assert dataset_classes(wild) == ["happy", "sad"]  # emotion-named folders only
@@ -62,10 +65,12 @@ def test_cross_eval_writes_one_table_of_models_by_datasets(tmp_path, data_dir, c
         assert row["fer"]["classes"] == ["angry", "disgust", "happy", "sad", "surprise"]
         assert row["wild"]["classes"] == ["happy", "sad"]
         assert row["fer"]["num_samples"] == 10  # PublicTest of the five classes: 2 each
+        assert row["rafdb"]["classes"] == row["fer"]["classes"]  # RAF-DB's seven hold the five
+        assert row["rafdb"]["num_samples"] == 10  # its official test split: 2 of each
     with (out / "cross_dataset.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["model"], r["dataset"]) for r in rows] == [
-        (m, d) for m in ("tiny", "tiny_1", "ensemble") for d in ("fer", "wild")]
+        (m, d) for m in ("tiny", "tiny_1", "ensemble") for d in ("fer", "wild", "rafdb")]
     table = (out / "cross_dataset.md").read_text()
     assert "| model | fer acc | fer bal. acc | fer macro F1 | wild acc |" in table
     assert "- wild: " in table and "classes happy sad" in table

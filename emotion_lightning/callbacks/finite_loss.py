@@ -19,8 +19,8 @@ class StopOnNonFiniteLoss(L.Callback):
     Without it a diverged run goes on with NaN weights, tests at chance and exits 0. Each
     loss is checked on its device without waiting for it; the host reads the verdict every
     ``every_n_steps`` steps (1: before each backward pass, so the first bad loss never
-    reaches the weights) and always before validation, so no checkpoint of broken weights
-    is saved. GPU recipes raise ``every_n_steps`` so steps do not wait on the host. All
+    reaches the weights) and before validation, so no checkpoint of broken weights is
+    saved. GPU recipes raise ``every_n_steps`` so steps do not wait on the host. All
     processes decide together: a DDP run stops everywhere at once.
     """
 
@@ -43,16 +43,16 @@ class StopOnNonFiniteLoss(L.Callback):
         if not trainer.sanity_checking:
             self._check(trainer)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer)  # before an end-of-epoch checkpoint (checkpoint callbacks run last)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer)
-
     def _check(self, trainer: L.Trainer) -> None:
-        """Read the pending losses (one transfer) and raise at the first non-finite one."""
+        """Read the pending losses (one transfer) and raise at the first non-finite one.
+
+        Nothing pending: no collective either (every process has as many pending losses, so
+        they all skip or all decide; a collective here while rank 0 alone syncs the progress
+        bar's metrics would hang a DDP run)."""
         pending, self._pending = self._pending, []
-        values = torch.stack([v for _, v in pending]).tolist() if pending else []
+        if not pending:
+            return
+        values = torch.stack([v for _, v in pending]).tolist()
         bad = next(((step, v) for (step, _), v in zip(pending, values)
                     if not math.isfinite(v)), None)
         if not trainer.strategy.reduce_boolean_decision(bad is not None, all=False):

@@ -22,6 +22,7 @@ _EXPORTS = {
     "AffectNetDataModule": "affectnet",
     "CKPlusDataModule": "ckplus",
     "ExpWDataModule": "expw",
+    "MultiDataModule": "multi",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -131,6 +131,9 @@ class AffectNetDataModule(GrayImageDataModule):
     unreadable images and boxes outside their image are left out and reported with counts.
     """
 
+    #: The emotions this dataset labels (cross-dataset evaluation reads it).
+    DATASET_CLASSES = AFFECTNET_CLASSES
+
     def __init__(
         self,
         root: str | Path,

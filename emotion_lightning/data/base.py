@@ -177,6 +177,10 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
             per DDP process; the workers and pinning options are not used.
     """
 
+    #: The emotions the dataset labels (canonical names), or None when they come from its
+    #: files (class folders): read by cross-dataset evaluation.
+    DATASET_CLASSES: tuple[str, ...] | None = None
+
     def __init__(
         self,
         classes: Sequence[str],

@@ -101,6 +101,9 @@ class CKPlusDataModule(GrayImageDataModule):
     FER-like framing; labelled sequences without images or landmarks are left out and reported.
     """
 
+    #: The emotions this dataset labels (cross-dataset evaluation reads it).
+    DATASET_CLASSES = CKPLUS_CLASSES
+
     def __init__(
         self,
         root: str | Path,

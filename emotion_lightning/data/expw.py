@@ -117,6 +117,9 @@ class ExpWDataModule(GrayImageDataModule):
     Missing or unreadable photos and boxes outside their photo are left out and reported.
     """
 
+    #: The emotions this dataset labels (cross-dataset evaluation reads it).
+    DATASET_CLASSES = EXPW_CLASSES
+
     def __init__(
         self,
         root: str | Path,

@@ -130,6 +130,9 @@ class FERPlusDataModule(GrayImageDataModule):
             ``pin_memory``: see :class:`GrayImageDataModule`.
     """
 
+    #: The emotions this dataset labels (cross-dataset evaluation reads it).
+    DATASET_CLASSES = FERPLUS_CLASSES
+
     def __init__(
         self,
         root: str | Path,

@@ -100,6 +100,9 @@ class RAFDBDataModule(GrayImageDataModule):
     Listed images that are missing or unreadable are left out and reported with counts.
     """
 
+    #: The emotions this dataset labels (cross-dataset evaluation reads it).
+    DATASET_CLASSES = RAFDB_CLASSES
+
     def __init__(
         self,
         root: str | Path,

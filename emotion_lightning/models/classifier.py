@@ -171,6 +171,7 @@ class EmotionClassifier(ClassScoring):
                                  "classes, in the same order")
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         backend = self.hparams.get("compile")
         if backend and not self._compiled:
             options = {} if backend is True else {"backend": str(backend)}

@@ -1,8 +1,9 @@
 """ClassScoring: validation, test and prediction of any model that gives class probabilities.
 
 Shared by a single classifier and an ensemble of them: one torchmetrics instance per stage
-(accuracy, balanced accuracy, macro F1), a confusion matrix per stage with per-class
-precision/recall/F1 logged from it, and face-crop prediction. Writing the matrices to files
+(accuracy, balanced accuracy, macro F1, mean loss), a confusion matrix per stage with
+per-class precision/recall/F1 logged from it, the same scores per dataset when a datamodule
+validates on several (``dataset_names``: ``val/<name>/acc``...), and face-crop prediction. Writing the matrices to files
 and loggers is :class:`~emotion_lightning.callbacks.ClassificationReport`'s job.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import ConfusionMatrix, MaxMetric, MetricCollection
+from torchmetrics import ConfusionMatrix, MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from emotion_lightning.data.presets import normalize_batch
@@ -55,8 +56,23 @@ class ClassScoring(L.LightningModule):
         self.confusion = nn.ModuleDict({f"{s}_": ConfusionMatrix(task="multiclass",
                                                                  num_classes=num_classes)
                                         for s in ("val", "test")})
+        self.losses = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.by_dataset = nn.ModuleDict()  # "<stage>_<dataset>": scores, made by setup()
         self.val_acc_best = MaxMetric()
         self._confusion_matrices: dict[str, list[list[int]]] = {}
+        self._dataset_names: list[str] = []
+
+    def setup(self, stage: str) -> None:
+        """Per-dataset scores when the datamodule evaluates several datasets, one dataloader
+        each (``dataset_names``, e.g. :class:`~emotion_lightning.data.MultiDataModule`)."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        names = list(getattr(datamodule, "dataset_names", None) or [])
+        self._dataset_names = names if len(names) > 1 else []
+        for split in ("val", "test"):
+            for name in self._dataset_names:
+                if f"{split}_{name}" not in self.by_dataset:
+                    self.by_dataset[f"{split}_{name}"] = stage_metrics(len(self.class_names)).to(
+                        self.device)
 
     def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define predict_proba")
@@ -71,7 +87,7 @@ class ClassScoring(L.LightningModule):
             chunks.append(self.predict_proba(batch.to(self.device)).float().cpu().numpy())
         return np.concatenate(chunks)
 
-    def _eval_step(self, stage: str, batch) -> None:
+    def _eval_step(self, stage: str, batch, dataloader_idx: int = 0) -> None:
         x, y = batch
         y = hard_labels(y)
         fitting = self._trainer is not None and self._trainer.state.fn == "fit"
@@ -80,15 +96,30 @@ class ClassScoring(L.LightningModule):
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), y, weight=weight)
         self.metrics[f"{stage}_"].update(probs, y)
         self.confusion[f"{stage}_"].update(probs, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
-        self.log_dict({f"{stage}/{k}": m for k, m in self.metrics[f"{stage}_"].items()},
-                      on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.losses[f"{stage}_"].update(loss, weight=len(y))
+        if self._dataset_names:
+            self.by_dataset[f"{stage}_{self._dataset_names[dataloader_idx]}"].update(probs, y)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("val", batch, dataloader_idx)
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx)
+
+    def _log_scores(self, stage: str) -> None:
+        """Log the stage's scores over every dataloader (synced across processes), and per
+        dataset when there are several; then reset them for the next epoch."""
+        scores = {f"{stage}/{k}": v for k, v in self.metrics[f"{stage}_"].compute().items()}
+        scores[f"{stage}/loss"] = self.losses[f"{stage}_"].compute()
+        for name in self._dataset_names:
+            per = self.by_dataset[f"{stage}_{name}"]
+            scores |= {f"{stage}/{name}/{k}": v for k, v in per.compute().items()}
+            per.reset()
+        self.metrics[f"{stage}_"].reset()
+        self.losses[f"{stage}_"].reset()
+        shown = {"val/acc"} if stage == "val" else set()
+        self.log_dict({k: v for k, v in scores.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in scores.items() if k not in shown})
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -97,9 +128,11 @@ class ClassScoring(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best(self.metrics["val_"]["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self._log_scores("val")
         self._score_confusion("val")
 
     def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
         self._score_confusion("test")
 
     def confusion_matrix(self, stage: str = "test") -> list[list[int]]:
