@@ -4,9 +4,12 @@ Backbones: a bare training step (forward, cross-entropy, backward, SGD-Nesterov)
 ``arch@size`` at ``--batch-size``, channels-last, in the precision ``precision=auto`` picks,
 as images/s. Ingredients, timed on the ResNet-18 at 96 px unless named: mixup/cutmix of the
 batch, the EMA update of the weights, random erasing in the data preset (per image), and the
-test-time views (10 shifts vs ten 40-px crops at 48 px, per image). Prints and saves JSON.
+test-time views (10 shifts vs ten 40-px crops at 48 px, per image). ``--compile`` adds the
+same training step with the backbone through ``torch.compile`` (``model.compile=true``): its
+images/s after compiling, and the seconds the first compiled step took. Prints and saves JSON.
 
     python benchmarks/toolbox.py --archs resnet18@96 resnet18_cifar@48 vgg_fer@48 --steps 5
+    python benchmarks/toolbox.py --archs resnet18@96 --compile --steps 10
 """
 
 from __future__ import annotations
@@ -45,15 +48,16 @@ def _autocast(bf16: bool):
 
 
 def train_step_seconds(arch: str, size: int, batch: int, bf16: bool, steps: int,
-                       warmup: int) -> float:
+                       warmup: int, compiled: bool = False) -> float:
     net = create_backbone(arch, 7).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    forward = torch.compile(net) if compiled else net
     x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
 
     def step():
         with _autocast(bf16):
-            loss = F.cross_entropy(net(x), y)
+            loss = F.cross_entropy(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -98,6 +102,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each backbone through torch.compile")
     parser.add_argument("--out", default="benchmarks/results/toolbox.json")
     args = parser.parse_args()
     threads = configure_threads(0)
@@ -112,6 +118,16 @@ def main() -> None:
         params = sum(p.numel() for p in create_backbone(arch, 7).parameters())
         result["backbones"][spec] = {"train_img_per_s": round(args.batch_size / seconds, 1),
                                      "step_s": round(seconds, 3), "params_m": round(params / 1e6, 2)}
+        if args.compile:
+            start = time.perf_counter()
+            first = train_step_seconds(arch, int(size), args.batch_size, bf16, 1, 0, compiled=True)
+            compiled = train_step_seconds(arch, int(size), args.batch_size, bf16, args.steps,
+                                          args.warmup, compiled=True)
+            result["backbones"][spec] |= {
+                "compiled_train_img_per_s": round(args.batch_size / compiled, 1),
+                "compiled_speedup": round(seconds / compiled, 3),
+                "first_compiled_step_s": round(first, 1),
+                "compile_total_s": round(time.perf_counter() - start, 1)}
         print(spec, result["backbones"][spec], flush=True)
     result["ingredients"] = {k: round(v, 3) for k, v in
                              ingredient_seconds(args.batch_size, bf16, args.steps).items()}

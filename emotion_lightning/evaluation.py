@@ -19,7 +19,7 @@ import torch
 from emotion_lightning.models.reporting import per_class_scores
 from emotion_lightning.models.scoring import ClassScoring
 
-SPLITS = ("test", "val")
+EVAL_SPLITS = ("test", "val")
 #: The columns of a cross-dataset table, per dataset.
 CROSS_METRICS = ("acc", "balanced_acc", "macro_f1")
 
@@ -61,8 +61,8 @@ def score(model: ClassScoring, datamodule: L.LightningDataModule, trainer: L.Tra
           split: str = "test") -> dict:
     """Accuracy, balanced accuracy, macro F1, loss, per-class scores and the confusion matrix
     of ``model`` on ``datamodule``'s ``split`` (``test`` or ``val``)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     run = trainer.test if split == "test" else trainer.validate
     (logged,) = run(model, datamodule=datamodule, verbose=False)
     matrix = model.confusion_matrix(split)

@@ -115,7 +115,7 @@ def test_unsafe_file_is_refused_by_eval(evil_ckpt, marker, tmp_path):
 
 
 def test_unsafe_file_is_refused_by_detect_and_export(evil_ckpt, marker, tmp_path):
-    from emotion_lightning.detect.detector import EmotionDetector
+    from emotion_lightning.detect.emotion_detector import EmotionDetector
     from emotion_lightning.export import export_classifier
 
     with _refused(evil_ckpt):

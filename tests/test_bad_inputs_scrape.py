@@ -21,7 +21,7 @@ from emotion_lightning.cli import scrape as scrape_cli
 from emotion_lightning.scrape import downloader as downloader_module
 from emotion_lightning.scrape.manifest import ScrapeManifest
 from emotion_lightning.scrape.queries import Query
-from emotion_lightning.scrape.runner import Scraper, summarize
+from emotion_lightning.scrape.runner import Scraper, summarize_queries
 
 
 def jpeg_bytes(seed: int = 0, size: int = 96) -> bytes:
@@ -106,7 +106,7 @@ def test_all_404_url_list_is_counted_not_finished_and_retried(tmp_path, failing_
     assert outcome.failed == {"HTTP 404": 3}
     assert outcome.error == "none of 3 image URL(s) gave a usable image (3 HTTP 404)"
     assert ScrapeManifest(raw).finished_queries() == set(), "a re-run must retry it"
-    assert "download failures 3 (3 HTTP 404)" in summarize([outcome])
+    assert "download failures 3 (3 HTTP 404)" in summarize_queries([outcome])
     [again] = url_scraper(raw).run([], url_lists=[Query("sad", str(urls), 0)])
     assert not again.skipped and again.failed == {"HTTP 404": 3}
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from emotion_lightning.cli import faces as faces_cli
 from emotion_lightning.faces import FaceDatasetBuilder, FaceDetector
-from emotion_lightning.faces.report import COLUMNS, read_report, summarize
+from emotion_lightning.faces.report import COLUMNS, read_report, summarize_build
 from tests.conftest import SHARED_DATA, requires_shared
 from tests.helpers import SquareFinder, builder, photo, save
 
@@ -70,7 +70,7 @@ def test_policy_reasons_crops_and_report(tmp_path):
     )
     with (out / "report.csv").open() as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS
-    table = summarize(rows)
+    table = summarize_build(rows)
     assert table.splitlines()[0].split()[:3] == ["label", "kept", "unreadable"]
     assert table.splitlines()[-1].split()[:3] == ["total", "2", "0"]
 

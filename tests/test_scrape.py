@@ -23,7 +23,7 @@ from emotion_lightning.cli import scrape as scrape_cli
 from emotion_lightning.scrape.dedup import DuplicateIndex, phash, sha256_hex
 from emotion_lightning.scrape.manifest import ScrapeManifest, source_info
 from emotion_lightning.scrape.queries import Query, plan_queries, read_url_list
-from emotion_lightning.scrape.runner import Scraper, summarize
+from emotion_lightning.scrape.runner import Scraper, summarize_queries
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def test_keeps_valid_new_images_and_flags_cross_label_copies(tmp_path, host):
     assert happy.rejected["near duplicate"] + happy.rejected["duplicate"] == 2
     assert sad.rejected["not an image file"] == 1 and sad.rejected["empty file"] == 1
     assert sad.rejected["found under another label"] == 1
-    assert "bing: 2 queries run" in summarize(outcomes)
+    assert "bing: 2 queries run" in summarize_queries(outcomes)
 
 
 def test_rerun_skips_finished_queries_and_never_touches_files(tmp_path, host):
@@ -241,7 +241,7 @@ def test_failing_engine_is_reported_and_the_others_go_on(tmp_path, host):
     assert [o.error for o in bing] == ["", ""] and sum(o.kept for o in bing) == 5
     finished = ScrapeManifest(raw).finished_queries()
     assert {engine for engine, _, _ in finished} == {"bing"}  # google is retried next time
-    assert "failed 'happy human face' (happy): HTTP 503" in summarize(outcomes)
+    assert "failed 'happy human face' (happy): HTTP 503" in summarize_queries(outcomes)
 
 
 def test_engine_left_out_after_repeated_failures(tmp_path, host):

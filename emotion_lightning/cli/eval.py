@@ -26,7 +26,7 @@ from emotion_lightning.cli.common import (
     setup_parallelism,
     write_json,
 )
-from emotion_lightning.evaluation import SPLITS, score
+from emotion_lightning.evaluation import EVAL_SPLITS, score
 from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import save_confusion
 
@@ -49,8 +49,8 @@ def evaluate_checkpoint(
     arguments override the checkpoints' test-time views when not ``None``. Writes
     ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     many = not isinstance(ckpt_path, (str, Path))
     ckpts = [Path(p).expanduser() for p in (ckpt_path if many else [ckpt_path])]
     output_dir = Path(output_dir)

@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.detect.detector import resolve_device
+from emotion_lightning.detect.emotion_detector import resolve_device
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, merge_exclusion_list
-from emotion_lightning.faces.report import summarize
+from emotion_lightning.faces.report import summarize_build
 from emotion_lightning.faces.review import REVIEW_DIR, review_rows, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
 from emotion_lightning.models.loading import load_classifier
@@ -55,7 +55,7 @@ def build(cfg: DictConfig) -> None:
     rows = builder.build(
         cfg.raw_dir, cfg.out_dir, list(cfg.classes) if cfg.classes else None, cfg.progress
     )
-    print(summarize(rows))
+    print(summarize_build(rows))
     print(f"crops in {cfg.out_dir}/<label>/, one row per photo in {cfg.out_dir}/report.csv")
 
 

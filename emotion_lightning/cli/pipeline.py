@@ -120,7 +120,7 @@ def run_stage(cfg: DictConfig, name: str, stage: DictConfig, pipeline_dir: Path,
     return metrics
 
 
-def summarize(stages: dict[str, dict], comparison: dict | None) -> str:
+def summarize_stages(stages: dict[str, dict], comparison: dict | None) -> str:
     """A markdown table of every stage's val/test metrics, and the before/after comparison."""
     lines = ["| stage | " + " | ".join(f"val/{k}" for k in SUMMARY_KEYS[:3]) + " | "
              + " | ".join(f"test/{k}" for k in SUMMARY_KEYS[:3]) + " |",
@@ -168,8 +168,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
                       "after_metrics": after}
     summary = {"stages": results, "comparison": comparison}
     write_json(summary, pipeline_dir / "summary.json")
-    (pipeline_dir / "summary.md").write_text(summarize(results, comparison))
-    log.info("pipeline summary:\n%s", summarize(results, comparison))
+    (pipeline_dir / "summary.md").write_text(summarize_stages(results, comparison))
+    log.info("pipeline summary:\n%s", summarize_stages(results, comparison))
     return summary
 
 

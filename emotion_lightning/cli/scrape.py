@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.constants import canonical_emotion
 from emotion_lightning.scrape.queries import Query, plan_queries
-from emotion_lightning.scrape.runner import Scraper, summarize
+from emotion_lightning.scrape.runner import Scraper, summarize_queries
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> None:
         settings[key] = _given(cfg.scraper[key])
     scraper: Scraper = instantiate(settings, _convert_="all")
     outcomes = scraper.run(queries, url_lists)
-    print(summarize(outcomes))
+    print(summarize_queries(outcomes))
     print(f"images and manifest.csv in {cfg.out_dir}")
     ran = [o for o in outcomes if not o.skipped]
     if ran and all(o.error for o in ran):

@@ -19,6 +19,7 @@ from emotion_lightning.data.base import (
     LoaderOptions,
     select_classes,
 )
+from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.face_boxes import listed_faces
 from emotion_lightning.data.label_files import (
     LabelFileError,
@@ -140,7 +141,7 @@ class AffectNetDataModule(GrayImageDataModule):
         classes: Sequence[str] = DEFAULT_CLASSES,
         val_fraction: float = 0.05,
         seed: int = 42,
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

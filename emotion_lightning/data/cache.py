@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 CACHE_VERSION = 1
+#: Where datamodules cache decoded images unless told (the configs: ``paths.cache_dir``,
+#: which ``EMOTION_CACHE`` overrides).
+DEFAULT_CACHE_DIR = "~/.cache/emotion-lightning"
 log = logging.getLogger(__name__)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
+from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.face_boxes import listed_faces
 from emotion_lightning.data.label_files import LabelFileError, SkipReport, require_classes
 from emotion_lightning.faces.class_folders import list_class_folders
@@ -113,7 +114,7 @@ class CKPlusDataModule(GrayImageDataModule):
         peak_frames: int = 3,
         neutral_frames: int = 0,
         seed: int = 42,
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

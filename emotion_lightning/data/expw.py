@@ -13,6 +13,7 @@ import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
+from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.face_boxes import listed_faces
 from emotion_lightning.data.label_files import (
     LabelFileError,
@@ -127,7 +128,7 @@ class ExpWDataModule(GrayImageDataModule):
         train_fraction: float = 0.8,
         test_fraction: float = 0.1,
         seed: int = 42,
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

@@ -11,6 +11,7 @@ import numpy as np
 
 from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
+from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.fer_files import load_fer
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
 
@@ -58,7 +59,7 @@ class FERDataModule(GrayImageDataModule):
         val_fraction: float = 0.1,
         seed: int = 42,
         drop_blank: bool = True,
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

@@ -180,7 +180,7 @@ def list_fer_folder(root: str | Path) -> list[tuple[Path, int, str]]:
     return entries
 
 
-def decode_gray(path: Path) -> np.ndarray:
+def load_fer_image(path: Path) -> np.ndarray:
     """A 48x48 uint8 gray image from a file; unreadable (also truncated) files raise naming it."""
     try:
         image = load_gray(path)
@@ -196,7 +196,7 @@ def read_fer_folder(root: str | Path, entries: list[tuple[Path, int, str]]) -> F
     """Decode every listed image (with a progress bar)."""
     images = np.empty((len(entries), FER_SIZE, FER_SIZE), dtype=np.uint8)
     for i, (file, _, _) in enumerate(tqdm(entries, desc=f"decoding {root}", unit=" img")):
-        images[i] = decode_gray(file)
+        images[i] = load_fer_image(file)
     labels = np.asarray([label for _, label, _ in entries], dtype=np.int64)
     usages = np.asarray([usage for _, _, usage in entries])
     return FERTable(images, labels, usages)

@@ -19,6 +19,7 @@ from emotion_lightning.data.base import (
     LoaderOptions,
     select_classes,
 )
+from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.fer_files import USAGES, _csv_rows, load_fer
 from emotion_lightning.data.label_files import (
     LabelFileError,
@@ -139,7 +140,7 @@ class FERPlusDataModule(GrayImageDataModule):
         fer_csv: str | Path | None = None,
         classes: Sequence[str] = DEFAULT_CLASSES,
         label_mode: str = "majority",
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from emotion_lightning.constants import DEFAULT_CLASSES
+from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
 from emotion_lightning.data.base import SPLITS, STAGE_SPLITS, GrayImageDataModule, LoaderOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-SYNTHETIC_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+SYNTHETIC_CLASSES = FER_EMOTIONS  # it draws each of FER2013's seven expressions
 CANVAS = 128
 
 

@@ -12,7 +12,12 @@ from tqdm.auto import tqdm
 
 from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
-from emotion_lightning.data.cache import cached_arrays, file_fingerprint, fingerprint
+from emotion_lightning.data.cache import (
+    DEFAULT_CACHE_DIR,
+    cached_arrays,
+    file_fingerprint,
+    fingerprint,
+)
 from emotion_lightning.data.splits import pixel_groups, stratified_group_split
 from emotion_lightning.faces.class_folders import list_class_folders
 from emotion_lightning.images import (
@@ -89,7 +94,7 @@ class WildDataModule(GrayImageDataModule):
         face_policy: str = "exactly_one",
         min_face_prob: float = 0.95,
         align_faces: bool = True,
-        cache_dir: str | Path | None = "~/.cache/emotion-lightning",
+        cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)

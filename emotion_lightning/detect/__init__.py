@@ -8,8 +8,8 @@
 """
 
 from emotion_lightning.detect.annotate import MediaAnnotator, RunReport, SourceReport
-from emotion_lightning.detect.detector import EmotionDetector
 from emotion_lightning.detect.drawing import draw_faces
+from emotion_lightning.detect.emotion_detector import EmotionDetector
 from emotion_lightning.detect.results import FaceEmotion
 from emotion_lightning.detect.sources import Media, Skipped, collect_media
 from emotion_lightning.detect.table import FIXED_COLUMNS, DetectionTable

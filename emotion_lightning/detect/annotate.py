@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from emotion_lightning.detect.detector import EmotionDetector
 from emotion_lightning.detect.drawing import draw_faces
+from emotion_lightning.detect.emotion_detector import EmotionDetector
 from emotion_lightning.detect.results import FaceEmotion
 from emotion_lightning.detect.sources import (
     Frame,

@@ -137,7 +137,7 @@ def _add_later_columns(path: Path) -> None:
     os.replace(partial, path)
 
 
-def summarize(rows: Iterable[dict[str, str]]) -> str:
+def summarize_build(rows: Iterable[dict[str, str]]) -> str:
     """A plain-text table of kept and dropped images per label and reason."""
     counts: Counter[tuple[str, str]] = Counter()
     for row in rows:

@@ -206,7 +206,7 @@ def _search_failure(parser) -> str:
     return ""
 
 
-def summarize(outcomes: Sequence[QueryOutcome]) -> str:
+def summarize_queries(outcomes: Sequence[QueryOutcome]) -> str:
     """A plain-text summary per engine: queries run, skipped and failed, images kept and rejected."""
     lines = []
     for engine in dict.fromkeys(o.engine for o in outcomes):
