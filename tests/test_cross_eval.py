@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import open_dict
 
 from emotion_lightning.cli.cross_eval import cross_evaluate, data_config, dataset_classes
 from emotion_lightning.evaluation import ClassSubset, restrict_classes
@@ -58,6 +59,11 @@ def test_cross_eval_writes_one_table_of_models_by_datasets(tmp_path, data_dir, c
     wild = data_config("wild", cfg)
     assert wild.root == str(data_dir / "processed") and wild.num_workers == 0
     assert dataset_classes(wild) == ["happy", "sad"]  # emotion-named folders only
+    with open_dict(cfg):
+        cfg.paths.cache_dir = "~/a cache/it's"  # the default starts with ~: quoted for Hydra
+    assert data_config("fer", cfg).cache_dir == "~/a cache/it's"
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(tmp_path / "cache")
     with one_torch_thread():
         results = cross_evaluate(cfg)
     assert list(results) == ["tiny", "tiny_1", "ensemble"]

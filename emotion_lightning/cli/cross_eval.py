@@ -35,8 +35,8 @@ from emotion_lightning.models.loading import load_classifier
 
 def data_config(name: str, cfg: DictConfig) -> DictConfig:
     """``conf/data/<name>.yaml`` with this run's paths and ``cfg.data_overrides[name]``."""
-    overrides = [f"data={name}", f"paths.data_dir={cfg.paths.data_dir}",
-                 f"paths.cache_dir={cfg.paths.cache_dir}",
+    overrides = [f"data={name}", f"paths.data_dir={_quoted(cfg.paths.data_dir)}",
+                 f"paths.cache_dir={_quoted(cfg.paths.cache_dir)}",
                  *list((cfg.get("data_overrides") or {}).get(name) or [])]
     if GlobalHydra.instance().is_initialized():
         composed = compose(config_name="eval", overrides=overrides)
@@ -46,6 +46,11 @@ def data_config(name: str, cfg: DictConfig) -> DictConfig:
     data = composed.data
     OmegaConf.resolve(data)
     return data
+
+
+def _quoted(value) -> str:
+    """``value`` as a quoted Hydra override value (paths may hold ``~``, ``=``, spaces...)."""
+    return "'" + str(value).replace("'", "\\'") + "'"
 
 
 def dataset_classes(data_cfg: DictConfig) -> list[str]:
