@@ -22,7 +22,7 @@ NOTEBOOKS = REPO / "notebooks"
 TINY_TRAIN = [
     "data.num_train=16", "data.num_val=16", "data.num_test=16", "data.batch_size=16",
     "data.num_workers=0", "model.arch=resnet18", "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "callbacks=none",
+    "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "callbacks=report",
     "+trainer.enable_progress_bar=false", "extras.print_config=false",
 ]
 
