@@ -24,13 +24,13 @@ import cv2
 import numpy as np
 import torch
 
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.data.synthetic import draw_face
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.faces.boxes import box_iou
 from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import machine_record
 
 GROUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "group"

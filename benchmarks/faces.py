@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.constants import DEFAULT_CLASSES
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.images import load_image
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]

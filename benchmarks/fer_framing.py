@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.faces import FaceDetector
 from emotion_lightning.images import load_gray
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]

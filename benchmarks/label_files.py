@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.data.affectnet import read_affectnet_list
 from emotion_lightning.data.expw import read_expw_labels
 from emotion_lightning.data.ferplus import VOTE_COLUMNS, read_ferplus_votes
 from emotion_lightning.data.rafdb import read_rafdb_labels
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.faces.class_folders import list_class_folders
 from emotion_lightning.faces.review import REVIEW_DIR, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
 from emotion_lightning.models.loading import load_classifier
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import machine_record
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from emotion_lightning.callbacks.ema import WarmupEMA
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.models import create_backbone
 from emotion_lightning.models.mixing import BatchMixer
 from emotion_lightning.models.test_time import average_probabilities
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import auto_precision, configure_threads, machine_record
 
 

@@ -36,9 +36,9 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.cli.common import write_json
 from emotion_lightning.data.base import ArrayDataset, GrayImageDataModule
 from emotion_lightning.data.presets import GrayPreset
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import (
     BF16_CPU_FLAGS,
     auto_num_workers,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -74,12 +73,6 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 
 
 @rank_zero_only
-def write_json(data: dict, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
-    log.info("wrote %s", path)
-
-
 def seed_everything(seed: int | None) -> None:
     if seed is not None:
         L.seed_everything(seed, workers=True)

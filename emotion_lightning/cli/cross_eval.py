@@ -24,13 +24,13 @@ from emotion_lightning.cli.common import (
     save_run_config,
     seed_everything,
     setup_parallelism,
-    write_json,
 )
 from emotion_lightning.constants import canonical_emotion
 from emotion_lightning.data.base import KNOWN_CLASSES
 from emotion_lightning.evaluation import restrict_classes, score, write_cross_table
 from emotion_lightning.models.ensemble import ClassifierEnsemble
 from emotion_lightning.models.loading import load_classifier
+from emotion_lightning.records import write_json
 
 
 def data_config(name: str, cfg: DictConfig) -> DictConfig:

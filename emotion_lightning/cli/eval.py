@@ -24,11 +24,11 @@ from emotion_lightning.cli.common import (
     save_run_config,
     seed_everything,
     setup_parallelism,
-    write_json,
 )
 from emotion_lightning.evaluation import EVAL_SPLITS, score
 from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import save_confusion
+from emotion_lightning.records import write_json
 
 
 def evaluate_checkpoint(

@@ -24,9 +24,10 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.cli.common import log, write_json
+from emotion_lightning.cli.common import log
 from emotion_lightning.cli.eval import evaluate_checkpoint
 from emotion_lightning.cli.train import train
+from emotion_lightning.records import write_json
 
 STATE_FILE = "stage_state.json"
 SUMMARY_KEYS = ("acc", "balanced_acc", "macro_f1", "loss")

@@ -31,11 +31,11 @@ from emotion_lightning.cli.common import (
     scalar_metrics,
     seed_everything,
     setup_parallelism,
-    write_json,
 )
 from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identify_run
 from emotion_lightning.constants import canonical_emotion
 from emotion_lightning.models.weights import load_checkpoint_file
+from emotion_lightning.records import write_json
 from emotion_lightning.runtime import cpu_name
 
 # With OnExceptionCheckpoint configured, Lightning reads fit(ckpt_path=None) as "last" and warns
