@@ -10,7 +10,7 @@ from typing import TypedDict
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.batch_augment import BatchAugment
@@ -51,23 +51,26 @@ def build_loader(
     num_workers: int | None,
     pin_memory: bool | None,
     trainer=None,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader with this project's defaults.
 
     ``num_workers=None`` sizes the workers against the cores of each of the trainer's
-    processes; ``pin_memory=None`` pins when CUDA is available; training drops the last
-    incomplete batch.
+    processes; ``pin_memory=None`` pins when CUDA is available; training (``shuffle``, or a
+    training ``sampler`` such as weighted draws) drops the last incomplete batch.
     """
     if num_workers is None:
         num_workers = auto_num_workers(trainer.num_devices if trainer is not None else 1)
+    training = shuffle or sampler is not None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0,
-        drop_last=shuffle and len(dataset) > batch_size,
+        drop_last=training and len(dataset) > batch_size,
     )
 
 

@@ -18,7 +18,6 @@ from emotion_lightning.data.base import (
 )
 from emotion_lightning.data.device_loader import resized_stack
 from emotion_lightning.data.presets import GrayPreset
-from emotion_lightning.runtime import auto_num_workers
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -115,14 +114,8 @@ class MultiDataModule(GrayImageDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         sampler = WeightedRandomSampler(torch.from_numpy(share), len(share), replacement=True,
                                         generator=generator)
-        workers = self.num_workers
-        if workers is None:
-            trainer = self.trainer
-            workers = auto_num_workers(trainer.num_devices if trainer is not None else 1)
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, sampler=sampler,
-                          num_workers=workers, persistent_workers=workers > 0, drop_last=True,
-                          pin_memory=torch.cuda.is_available() if self.pin_memory is None
-                          else self.pin_memory)
+        return build_loader(self.datasets["train"], self.batch_size, False, self.num_workers,
+                            self.pin_memory, self.trainer, sampler=sampler)
 
     def _per_dataset(self, split: str) -> list[DataLoader]:
         return [build_loader(self.parts[split][name], self.batch_size, False, self.num_workers,
