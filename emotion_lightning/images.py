@@ -137,7 +137,7 @@ def load_gray(path: str | Path, max_side: int | None = None) -> np.ndarray:
     ``cv2.imread`` does; transparent pixels are composited on white, so an RGBA image
     whose colour channels are empty keeps its shape instead of turning black.
     """
-    return cv2.cvtColor(load_image(path, max_side).rgb, cv2.COLOR_RGB2GRAY)
+    return to_gray(load_image(path, max_side).rgb)
 
 
 def as_rgb(image: np.ndarray | str | Path) -> np.ndarray:

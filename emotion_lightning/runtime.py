@@ -6,8 +6,9 @@ import os
 
 
 def configure_environment() -> None:
-    """Keep albumentations off the network on import. (W&B stays offline through the logger
-    config's ``offline: true``, which ``logger.wandb.offline=false`` really turns off.)"""
+    """The command line's environment defaults: albumentations stays off the network on import
+    and W&B quiet. (W&B stays offline through the logger config's ``offline: true``, which
+    ``logger.wandb.offline=false`` really turns off.) Importing the library sets nothing."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -95,3 +96,15 @@ def auto_precision(accelerator: str = "auto") -> tuple[str, str]:
         return "bf16-mixed", f"the CPU ({cpu_name()}) has {', '.join(found)}"
     return "32-true", (f"the CPU ({cpu_name()}) has none of {', '.join(BF16_CPU_FLAGS)}: "
                        "bf16 would be slower")
+
+
+def resolve_device(device: str):
+    """A ``torch.device``; ``"auto"`` is the first GPU when there is one, else the CPU."""
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device} but no CUDA GPU is available; use device=cpu")
+    return device

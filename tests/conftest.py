@@ -199,3 +199,26 @@ def tiny_checkpoint(base: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def data_dir(tmp_path, fer_folder):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    root.mkdir()
+    fer_folder.rename(root / "fer2013")
+    for i in range(8):
+        (root / "gray_distill" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "gray_distill" / f"c{i % 2}" / f"{i}.jpg"),
+                    rng.integers(0, 256, (72, 72, 3), np.uint8))
+    for name in ("angry", "disgust", "happy", "sad", "surprise"):
+        (root / "processed" / name).mkdir(parents=True)
+        for i in range(8):
+            cv2.imwrite(str(root / "processed" / name / f"{i}.png"),
+                        rng.integers(0, 256, (56, 56), np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def classifier(checkpoint) -> EmotionClassifier:
+    return EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()

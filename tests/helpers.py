@@ -4,6 +4,8 @@ damaged files the tests write themselves."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from emotion_lightning.faces import Detections, FaceDatasetBuilder
+from tests.conftest import compose_cfg
 
 
 class SquareFinder:
@@ -157,3 +160,64 @@ def undo_read_only(folder: Path) -> None:
         folder.chmod(0o755)
     else:
         os.system(f"umount '{folder}' 2>/dev/null")
+
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+SYNTH = ["data.num_train=64", "data.num_val=32", "data.num_test=40", "data.batch_size=8"]
+
+
+TINY_SYNTHETIC = ["experiment=quickstart", "data.num_train=16", "data.num_val=16",
+                  "data.num_test=16", "data.batch_size=16", "data.num_workers=0",
+                  "model.arch=resnet18", "trainer.max_epochs=1",
+                  "extras.print_config=false"]
+
+
+PIPELINE_TINY = ["model.arch=resnet18", "data.image_size=48", "data.batch_size=8", "data.num_workers=0",
+                 "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+                 "+trainer.limit_test_batches=1", "extras.print_config=false"]
+
+
+def pipeline_cfg(recipe, tmp_path, data_dir, extra=(), epochs=1):
+    listed = ",".join(f"'{o}'" for o in [*PIPELINE_TINY, f"trainer.max_epochs={epochs}"])
+    overrides = [f"recipe={recipe}", f"paths.data_dir={data_dir}",
+                 f"pipeline.common=[{listed}]", *extra]
+    if recipe == "full":  # a random teacher: tests never download ImageNet weights
+        overrides.append("pipeline.stages.distill.overrides=['experiment=gray_distill',"
+                         f"'data.root={data_dir}/gray_distill','model.teacher_weights=null']")
+    return compose_cfg("pipeline", overrides, tmp_path / "recipe")
+
+
+class CountingFaceFinder:
+    """A stand-in for FaceDetector: one face in the middle of every photo.
+
+    Each call appends ``<pid> <number of photos>`` to the file ``$FACE_CALLS``.
+    """
+
+    min_face_size = 20
+    max_side = None
+
+    def __init__(self, min_prob: float = 0.95, **_) -> None:
+        self.min_prob = min_prob
+
+    def detect_all(self, images):
+        with open(os.environ["FACE_CALLS"], "a") as calls:
+            calls.write(f"{os.getpid()} {len(images)}\n")
+        return [Detections(np.array([[0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h]], np.float32),
+                           np.array([0.99], np.float32), np.zeros((1, 5, 2), np.float32))
+                for h, w in (image.shape[:2] for image in images)]
+
+
+def face_calls(path: Path) -> list[tuple[int, int]]:
+    """(pid, photos) of every detection call recorded by :class:`CountingFaceFinder`."""
+    lines = path.read_text().split() if path.exists() else []
+    return [(int(pid), int(n)) for pid, n in zip(lines[::2], lines[1::2])]

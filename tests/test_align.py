@@ -13,7 +13,7 @@ from PIL import Image
 
 from emotion_lightning.data import WildDataModule
 from emotion_lightning.detect.tracking import Track
-from emotion_lightning.faces import Detections, FaceDatasetBuilder
+from emotion_lightning.faces import Detections, FaceCrop, FaceDatasetBuilder, FaceDetector
 from emotion_lightning.faces.align import (
     FER_CENTRE,
     FER_EYE_DISTANCE,
@@ -23,7 +23,9 @@ from emotion_lightning.faces.align import (
 from emotion_lightning.faces.report import COLUMNS, read_report
 from emotion_lightning.images import load_image
 from tests.conftest import SHARED_DATA, requires_shared
-from tests.test_face_build import SquareFinder, photo
+from tests.helpers import SquareFinder, photo
+
+BOX = FaceCrop(align=False)
 
 # an upright synthetic face on a 200 px canvas: eyes, nose, mouth corners
 UPRIGHT = np.array([[70, 80], [130, 80], [100, 110], [80, 140], [120, 140]], np.float64)
@@ -118,7 +120,7 @@ def write_raw(root, faces_by_name):
 def test_build_with_align_records_the_crop_style_and_refuses_a_mixed_resume(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     write_raw(raw, {"a.png": ((40, 40, 80),), "b.png": ((170, 40, 80),)})
-    builder = FaceDatasetBuilder(LandmarkFinder(), align=True, min_face_px=20)
+    builder = FaceDatasetBuilder(LandmarkFinder(), crop=FaceCrop(align=True), min_face_px=20)
 
     rows = {Path(r["source"]).name: r for r in builder.build(raw, out, progress=False)}
 
@@ -126,15 +128,15 @@ def test_build_with_align_records_the_crop_style_and_refuses_a_mixed_resume(tmp_
     assert rows["b.png"]["crop_style"].startswith("box (eyes tilted")
     assert all((out / r["crop"]).is_file() for r in rows.values())
     write_raw(raw, {"c.png": ((40, 60, 80),)})
-    with pytest.raises(ValueError, match=r"crops cut by landmarks .* align=False"):
-        FaceDatasetBuilder(LandmarkFinder(), align=False, min_face_px=20).build(
+    with pytest.raises(ValueError, match=r"crops cut by landmarks .* face_crop.align=False"):
+        FaceDatasetBuilder(LandmarkFinder(), crop=BOX, min_face_px=20).build(
             raw, out, progress=False)
 
 
 def test_reports_written_before_crop_style_are_read_and_resumed(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "out"
     write_raw(raw, {"a.png": ((40, 40, 80),)})
-    FaceDatasetBuilder(SquareFinder(), align=False, min_face_px=20).build(raw, out, progress=False)
+    FaceDatasetBuilder(SquareFinder(), crop=BOX, min_face_px=20).build(raw, out, progress=False)
     report = out / "report.csv"
     with report.open(newline="") as handle:  # drop the column, as an older version wrote it
         old = [{k: v for k, v in row.items() if k != "crop_style"} for row in csv.DictReader(handle)]
@@ -145,9 +147,9 @@ def test_reports_written_before_crop_style_are_read_and_resumed(tmp_path):
     assert read_report(report)[0]["crop_style"] == ""
 
     write_raw(raw, {"bb.png": ((40, 60, 80),)})
-    with pytest.raises(ValueError, match=r"crops cut by box .* pass align=False to resume"):
+    with pytest.raises(ValueError, match=r"crops cut by box .* pass face_crop.align=False to resume"):
         FaceDatasetBuilder(SquareFinder(), min_face_px=20).build(raw, out, progress=False)
-    rows = FaceDatasetBuilder(SquareFinder(), align=False, min_face_px=20).build(
+    rows = FaceDatasetBuilder(SquareFinder(), crop=BOX, min_face_px=20).build(
         raw, out, progress=False)
 
     assert [r["status"] for r in rows] == ["kept", "kept"]
@@ -156,9 +158,12 @@ def test_reports_written_before_crop_style_are_read_and_resumed(tmp_path):
 
 
 def test_wild_datamodule_keeps_aligned_and_box_crops_apart(tmp_path):
-    box = WildDataModule(tmp_path, detect_faces=True, align_faces=False, cache_dir=tmp_path / "c")
+    box = WildDataModule(tmp_path, detect_faces=True, face_crop=BOX, cache_dir=tmp_path / "c")
     aligned = WildDataModule(tmp_path, detect_faces=True, cache_dir=tmp_path / "c")
-    assert aligned.align_faces and box._crop_root() != aligned._crop_root()
+    assert aligned.face_crop.align and box._crop_root() != aligned._crop_root()
+    stricter = WildDataModule(tmp_path, detect_faces=True, cache_dir=tmp_path / "c",
+                              face_detector=FaceDetector(min_prob=0.99))
+    assert stricter._crop_root() not in (box._crop_root(), aligned._crop_root())
     assert WildDataModule(tmp_path)._crop_root() == tmp_path  # cut crops are read as they are
 
 
@@ -172,8 +177,6 @@ def test_tracked_landmarks_move_with_their_box():
 
 @requires_shared("wild/happy")
 def test_mtcnn_sees_level_eyes_in_the_aligned_crop_of_a_tilted_real_face():
-    from emotion_lightning.faces import FaceDetector
-
     finder = FaceDetector(min_prob=0.9)
     source = sorted((SHARED_DATA / "wild" / "happy").glob("*.jpg"))[0]
     rgb = load_image(source).rgb

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_lightning.cli.distill_report import load_distiller
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.cli.train import resume_checkpoint, train
 from emotion_lightning.data import FERDataModule
+from emotion_lightning.distill_report import load_distiller
 from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.models.weights import (
     CheckpointError,
@@ -31,11 +31,7 @@ from emotion_lightning.models.weights import (
     load_state_dict_file,
 )
 from tests.conftest import CLASSES, compose_cfg, fer_images
-
-TINY_SYNTHETIC = ["experiment=quickstart", "data.num_train=16", "data.num_val=16",
-                  "data.num_test=16", "data.batch_size=16", "data.num_workers=0",
-                  "model.arch=resnet18", "trainer.max_epochs=1",
-                  "extras.print_config=false"]
+from tests.helpers import TINY_SYNTHETIC
 
 
 class TouchOnUnpickle:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_lightning.data.batch_augment import MEAN_255, STD_255, BatchAugment, normalize_gray
-from emotion_lightning.data.presets import GrayPreset
+from emotion_lightning.data.batch_augment import BatchAugment, normalize_gray
+from emotion_lightning.data.presets import MEAN_255, STD_255, GrayPreset
 from tests.conftest import one_torch_thread
 
 SIZE = 48

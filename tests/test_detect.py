@@ -22,19 +22,14 @@ from emotion_lightning.detect import (
     EmotionDetector,
     FaceEmotion,
     MediaAnnotator,
+    NoTracker,
     collect_media,
     draw_faces,
 )
-from emotion_lightning.faces import crop_face
-from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.faces import Detections, FaceDetector, crop_face
 from emotion_lightning.runtime import auto_precision
 from tests.conftest import CLASSES, compose_cfg
 from tests.helpers import StubFinder, video_info, write_video
-
-
-@pytest.fixture(scope="session")
-def classifier(checkpoint) -> EmotionClassifier:
-    return EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
 
 
 def photo(height: int = 120, width: int = 160, seed: int = 0) -> np.ndarray:
@@ -101,15 +96,23 @@ def test_detect_accepts_paths_and_annotate_draws_a_copy(classifier, tmp_path):
     assert empty.detect(image) == [] and np.array_equal(empty.annotate(image), image)
 
 
-def test_detect_max_side_searches_a_downscaled_copy(classifier):
-    finder = StubFinder([[10, 10, 30, 30]])
+def test_face_detector_max_side_searches_a_downscaled_copy(classifier, monkeypatch):
+    finder = FaceDetector(max_side=80)
     seen = []
-    finder_detect = finder.detect
-    finder.detect = lambda images: seen.extend(i.shape for i in images) or finder_detect(images)
-    detector = EmotionDetector(classifier, finder, detect_max_side=80)
-    face = detector.detect(photo(120, 160))[0]
-    assert seen == [(60, 80, 3)]
+
+    def mtcnn(images):
+        seen.extend(i.shape for i in images)
+        return [Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([0.99], np.float32),
+                           np.full((1, 5, 2), 20, np.float32)) for _ in images]
+
+    monkeypatch.setattr(finder, "_detect_all", mtcnn)
+    (found,) = finder.detect([photo(120, 160)])
+    assert seen == [(60, 80, 3)], "MTCNN saw the downscaled copy"
+    assert found.boxes.tolist() == [[20, 20, 60, 60]] and (found.landmarks == 40).all()
+    face = EmotionDetector(classifier, finder).detect(photo(120, 160))[0]
     assert face.box == (20.0, 20.0, 60.0, 60.0), "boxes are mapped back to the full image"
+    with pytest.raises(ValueError, match="max_side"):
+        FaceDetector(max_side=16)
 
 
 def test_from_checkpoint_names_a_missing_file(tmp_path):
@@ -236,7 +239,7 @@ def test_video_every_n_frames_keeps_fps_size_and_every_frame(classifier, tmp_pat
     video = write_video(tmp_path / "clip.avi", frames=12)
     finder = StubFinder([[10, 10, 50, 60]])
     annotator = MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "out",
-                               every_n_frames=3, batch_size=2, track=False, progress=False)
+                               every_n_frames=3, batch_size=2, tracker=NoTracker, progress=False)
     report = annotator.run(str(video))
     rows = read_table(tmp_path / "out" / "detections.csv")
     assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]

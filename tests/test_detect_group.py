@@ -73,7 +73,7 @@ def assert_every_face_matched(found: np.ndarray | None, truth: np.ndarray, where
     assert missed == 0 and extra == 0, f"{where}: {matched} matched, {extra} extra, {missed} missed"
 
 
-def test_photos_and_a_video_round_trip_through_emotion_detect(checkpoint, tmp_path):  # noqa: F811
+def test_photos_and_a_video_round_trip_through_emotion_detect(checkpoint, tmp_path):
     truth = labelled_boxes()
     video = tmp_path / "group.mp4"
     expected = write_group_video(video, truth)

@@ -259,8 +259,8 @@ def test_distill_report(trained, image_root, tmp_path):
 
     from emotion_lightning.cli.distill_report import run
 
-    overrides = [f"images={image_root}", f"checkpoint={trained['ckpt']}", f"image_size={SIZE}",
-                 f"batch_size={NUM_RGB}", "num_workers=0", "accelerator=cpu",
+    overrides = [f"images={image_root}", f"checkpoint={trained['ckpt']}", f"report.image_size={SIZE}",
+                 f"report.batch_size={NUM_RGB}", "report.num_workers=0", "report.accelerator=cpu",
                  f"output={tmp_path / 'report.json'}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("distill_report", overrides=overrides)
@@ -278,7 +278,7 @@ def test_distill_report(trained, image_root, tmp_path):
 
 
 def test_report_rejects_other_checkpoints(tmp_path):
-    from emotion_lightning.cli.distill_report import load_distiller
+    from emotion_lightning.distill_report import load_distiller
 
     path = tmp_path / "classifier.ckpt"
     torch.save({"state_dict": {"net.conv1.weight": torch.zeros(1)}, "hyper_parameters": {}}, path)

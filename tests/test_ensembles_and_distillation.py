@@ -14,6 +14,7 @@ from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.detect import EmotionDetector
 from emotion_lightning.export import export_classifier, max_abs_difference
+from emotion_lightning.faces import FaceCrop
 from emotion_lightning.models import ClassifierEnsemble, EmotionClassifier, load_model
 from emotion_lightning.models.mixing import soft_cross_entropy
 from tests.conftest import CLASSES, compose_cfg, one_torch_thread, tiny_checkpoint
@@ -66,7 +67,7 @@ def test_emotion_eval_scores_an_ensemble(pair, tmp_path):
 
 def test_emotion_detect_and_export_take_an_ensemble(pair, tmp_path):
     ensemble = load_model(list(pair))
-    detector = EmotionDetector(ensemble, StubFinder([[10, 10, 60, 60]]), align_faces=False)
+    detector = EmotionDetector(ensemble, StubFinder([[10, 10, 60, 60]]), FaceCrop(align=False))
     (face,) = detector.detect(torch.randint(0, 255, (80, 80, 3), dtype=torch.uint8).numpy())
     assert face.label in CLASSES and list(face.probabilities) == CLASSES
     paths = export_classifier(list(pair), tmp_path, formats=["torchscript", "onnx"])

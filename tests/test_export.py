@@ -49,7 +49,7 @@ def run_onnx(path, x: torch.Tensor) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:
     """The checkpoint exported once by ``emotion-export`` (which verifies parity itself)."""
     out = tmp_path_factory.mktemp("export")
     cfg = compose_cfg("export", [f"ckpt_path={checkpoint}", f"output_dir={out}", "name=emotion"],
@@ -62,7 +62,7 @@ def test_emotion_export_writes_both_formats_and_a_sidecar(exported):
         "torchscript": "emotion.pt", "onnx": "emotion.onnx", "metadata": "emotion.json"}
 
 
-def test_exports_match_pytorch_for_any_batch_size(checkpoint, exported):  # noqa: F811
+def test_exports_match_pytorch_for_any_batch_size(checkpoint, exported):
     classifier = EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
     scripted = torch.jit.load(str(exported["torchscript"]))
     for batch in (1, 5):
@@ -88,7 +88,7 @@ def test_metadata_travels_with_every_file(exported):
 
 
 @pytest.mark.parametrize("shift", [0, 2])
-def test_test_time_views_are_baked_into_the_exports(checkpoint, tmp_path, shift):  # noqa: F811
+def test_test_time_views_are_baked_into_the_exports(checkpoint, tmp_path, shift):
     classifier = load_classifier(checkpoint, test_time_flip=True, test_time_shift=shift)
     metadata = export_metadata(classifier)
     assert metadata["test_time_flip"] is True and metadata["test_time_shift"] == shift
@@ -103,7 +103,7 @@ def test_test_time_views_are_baked_into_the_exports(checkpoint, tmp_path, shift)
     assert np.abs(np.log(unflipped) - np.log(want)).max() > 1e-2, "flip must change the output"
 
 
-def test_export_refuses_overwrites_and_bad_input(checkpoint, exported, tmp_path):  # noqa: F811
+def test_export_refuses_overwrites_and_bad_input(checkpoint, exported, tmp_path):
     folder = exported["onnx"].parent
     with pytest.raises(FileExistsError, match="overwrite"):
         export_classifier(checkpoint, folder, formats=["onnx"], name="emotion")

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from PIL import Image
 
 from emotion_lightning.faces import (
     Detections,
+    FaceCrop,
     FaceDetector,
     box_iou,
     choose_face,
@@ -21,7 +23,7 @@ from emotion_lightning.faces import (
     square_box,
 )
 from emotion_lightning.images import UnreadableImage, as_rgb, decode_image, load_image, to_gray
-from tests.conftest import SHARED_DATA, requires_shared
+from tests.conftest import SHARED_DATA, compose_cfg, requires_shared
 
 GROUP = SHARED_DATA / "group"
 WILD = SHARED_DATA / "wild"
@@ -258,3 +260,23 @@ def test_as_rgb_gives_three_channels_of_arrays_and_files(tmp_path):
         as_rgb(gray.astype(np.float32))
     with pytest.raises(TypeError, match="file path"):
         as_rgb([[0]])
+
+
+@pytest.mark.parametrize(("app", "prefix", "extra"), [
+    ("detect", "", ["ckpt_path=model.ckpt", "input=photo.jpg"]),
+    ("faces", "", ["action=build"]),
+    ("train", "data.", ["data=wild"]),
+])
+def test_face_detector_and_crop_groups_are_spelled_once(tmp_path, app, prefix, extra):
+    """emotion-detect, emotion-faces build and data=wild read the same two groups."""
+    cfg = compose_cfg(app, [*extra, f"{prefix}face_detector.min_prob=0.9",
+                            f"{prefix}face_detector.max_side=640", f"{prefix}face_crop.size=64",
+                            f"{prefix}face_crop.align=false"], tmp_path)
+    node = cfg.data if prefix else cfg
+    finder, crop = instantiate(node.face_detector), instantiate(node.face_crop)
+    assert isinstance(finder, FaceDetector) and (finder.min_prob, finder.max_side) == (0.9, 640)
+    assert finder._mtcnn is None, "MTCNN loads on the first detection, not in the config"
+    assert crop == FaceCrop(size=64, align=False)
+    image = np.zeros((100, 100, 3), np.uint8)
+    cut, style = crop.cut(image, np.array([20, 20, 80, 80], np.float32), np.zeros((5, 2), np.float32))
+    assert cut.shape == (64, 64) and style == "box"

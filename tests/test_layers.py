@@ -22,7 +22,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"data"}),
     frozenset({"models"}),
     frozenset({"callbacks"}),
-    frozenset({"detect", "export", "evaluation"}),
+    frozenset({"detect", "export", "evaluation", "distill_report"}),
     frozenset({"cli"}),
 )
 #: Configuration is the command line's business: library code takes plain arguments.

@@ -6,53 +6,18 @@ import hashlib
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from hydra import initialize_config_dir
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.pipeline import run_pipeline
-from tests.conftest import compose_cfg
-
-
-@pytest.fixture
-def data_dir(tmp_path, fer_folder):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    root.mkdir()
-    fer_folder.rename(root / "fer2013")
-    for i in range(8):
-        (root / "gray_distill" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "gray_distill" / f"c{i % 2}" / f"{i}.jpg"),
-                    rng.integers(0, 256, (72, 72, 3), np.uint8))
-    for name in ("angry", "disgust", "happy", "sad", "surprise"):
-        (root / "processed" / name).mkdir(parents=True)
-        for i in range(8):
-            cv2.imwrite(str(root / "processed" / name / f"{i}.png"),
-                        rng.integers(0, 256, (56, 56), np.uint8))
-    return root
-
-
-TINY = ["model.arch=resnet18", "data.image_size=48", "data.batch_size=8", "data.num_workers=0",
-        "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "+trainer.limit_test_batches=1", "extras.print_config=false"]
-
-
-def _pipeline_cfg(recipe, tmp_path, data_dir, extra=(), epochs=1):
-    listed = ",".join(f"'{o}'" for o in [*TINY, f"trainer.max_epochs={epochs}"])
-    overrides = [f"recipe={recipe}", f"paths.data_dir={data_dir}",
-                 f"pipeline.common=[{listed}]", *extra]
-    if recipe == "full":  # a random teacher: tests never download ImageNet weights
-        overrides.append("pipeline.stages.distill.overrides=['experiment=gray_distill',"
-                         f"'data.root={data_dir}/gray_distill','model.teacher_weights=null']")
-    return compose_cfg("pipeline", overrides, tmp_path / "recipe")
+from tests.helpers import pipeline_cfg
 
 
 @pytest.mark.slow
 def test_recipe_chains_stages_skips_and_summarises(tmp_path, data_dir):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("full", tmp_path, data_dir)
+        cfg = pipeline_cfg("full", tmp_path, data_dir)
         summary = run_pipeline(cfg)
         out = tmp_path / "recipe"
         assert list(summary["stages"]) == ["distill", "fer_stage1", "wild_stage2"]
@@ -79,7 +44,7 @@ def test_recipe_chains_stages_skips_and_summarises(tmp_path, data_dir):
         assert {stage: outputs(stage) for stage in stages} == before
 
         # a changed stage config re-runs that stage and keeps the earlier run aside
-        changed = _pipeline_cfg("full", tmp_path, data_dir,
+        changed = pipeline_cfg("full", tmp_path, data_dir,
                                 ["pipeline.stages.wild_stage2.overrides=['experiment=wild_stage2',"
                                  "'callbacks.freeze.trainable_last=1']"])
         run_pipeline(changed)
@@ -96,7 +61,7 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tmp_path, data_dir, monk
     from emotion_lightning.models import EmotionClassifier
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
+        cfg = pipeline_cfg("no_distill", tmp_path, data_dir,
                             ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']"],
                             epochs=2)
         calls = []
@@ -124,7 +89,7 @@ def test_rerun_upstream_stage_reruns_every_downstream_stage(tmp_path, data_dir, 
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         stage1 = "pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1'{}]"
-        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
+        cfg = pipeline_cfg("no_distill", tmp_path, data_dir,
                             [stage1.format(""), "pipeline.compare=null"])
         ran = []
         real_train = pipeline.train
@@ -132,7 +97,7 @@ def test_rerun_upstream_stage_reruns_every_downstream_stage(tmp_path, data_dir, 
         first = run_pipeline(cfg)
         assert ran == ["fer_stage1", "wild_stage2"]
 
-        changed = _pipeline_cfg("no_distill", tmp_path, data_dir,
+        changed = pipeline_cfg("no_distill", tmp_path, data_dir,
                                 [stage1.format(",'model.label_smoothing=0.3'"),
                                  "pipeline.compare=null"])
         second = run_pipeline(changed)
@@ -148,7 +113,7 @@ def test_stage_killed_before_its_first_checkpoint_is_not_a_config_change(
     from emotion_lightning.models import EmotionClassifier
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("no_distill", tmp_path, data_dir,
+        cfg = pipeline_cfg("no_distill", tmp_path, data_dir,
                             ["pipeline.stages.fer_stage1.overrides=['experiment=fer_stage1']",
                              "pipeline.stages.wild_stage2=null", "pipeline.compare=null"])
         calls = []

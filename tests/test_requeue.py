@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from tests.test_scale_and_sweeps import BIN, SYNTH
+from tests.helpers import BIN, SYNTH
 
 
 @pytest.mark.slow

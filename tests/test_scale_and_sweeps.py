@@ -4,10 +4,7 @@ precision and channels-last."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,19 +17,7 @@ from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.cli.sweep_report import write_report
 from emotion_lightning.cli.train import train
 from tests.conftest import compose_cfg, run_ddp
-
-BIN = Path(sys.executable).parent
-
-
-def run_cli(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-SYNTH = ["data.num_train=64", "data.num_val=32", "data.num_test=40", "data.batch_size=8"]
+from tests.helpers import BIN, SYNTH, run_cli
 
 
 @pytest.mark.slow

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+from emotion_lightning.data import FERDataModule, WildDataModule
+from emotion_lightning.data.splits import pixel_groups, random_split, stratified_group_split
 
 
 def _data_with_duplicates(seed=0):
@@ -51,3 +53,23 @@ def test_three_way_split_with_empty_part():
     labels = np.arange(100) % 4
     parts = stratified_group_split(labels, np.arange(100), (0.8, 0.2, 0.0), seed=0)
     assert [len(p) for p in parts] == [80, 20, 0]
+
+
+@pytest.mark.parametrize("train, test", [(0.8, 0.2), (0.7, 0.4), (0.0, 0.1), (1.0, 0.0), (0.7, -0.1)])
+def test_fer_and_wild_refuse_the_same_fractions(tmp_path, train, test):
+    for make in (lambda: FERDataModule(tmp_path, split="random", train_fraction=train,
+                                       test_fraction=test),
+                 lambda: WildDataModule(tmp_path, train_fraction=train, test_fraction=test)):
+        with pytest.raises(ValueError, match="the rest is validation"):
+            make()
+    with pytest.raises(ValueError, match="val_fraction"):
+        FERDataModule(tmp_path, val_fraction=0.0)
+
+
+def test_random_split_tests_on_val_without_a_test_part():
+    images = np.arange(40 * 4, dtype=np.uint8).reshape(40, 2, 2)
+    labels = np.repeat([0, 1], 20)
+    parts = random_split(images, labels, 0.7, 0.0, seed=0)
+    assert parts["test"] is parts["val"] and len(parts["train"]) + len(parts["val"]) == 40
+    three = random_split(images, labels, 0.6, 0.2, seed=0)
+    assert sorted(np.concatenate(list(three.values())).tolist()) == list(range(40))

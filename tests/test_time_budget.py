@@ -13,6 +13,7 @@ from emotion_lightning.cli.train import train
 from emotion_lightning.data.presets import GrayPreset
 from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.models.schedules import (
+    scheduler_config,
     time_budget_progress,
     warmup_cosine,
     warmup_cosine_factor,
@@ -59,6 +60,25 @@ def test_time_budget_without_max_time_is_a_clear_error():
 
     with pytest.raises(ValueError, match="trainer.max_time"):
         time_budget_progress(NoTimer())
+
+
+def test_scheduler_interval_says_how_the_factory_is_called():
+    from functools import partial
+
+    class Trainer:
+        estimated_stepping_batches = 40
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    steps = scheduler_config(partial(warmup_cosine, warmup_fraction=0.25), opt, "step", Trainer())
+    assert steps["interval"] == "step" and opt.param_groups[0]["lr"] == pytest.approx(1 / 11)
+    epochs = scheduler_config(partial(torch.optim.lr_scheduler.StepLR, step_size=2), opt, "epoch",
+                              Trainer())
+    assert epochs["interval"] == "epoch"
+    with pytest.raises(TypeError, match="scheduler_interval=step .* total_steps"):
+        scheduler_config(partial(torch.optim.lr_scheduler.StepLR, step_size=2), opt, "step",
+                         Trainer())
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        EmotionClassifier(CLASSES, scheduler_interval="batch")
 
 
 @pytest.mark.parametrize(("flags", "expected"), [({"avx512_bf16"}, "bf16-mixed"),

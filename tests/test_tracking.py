@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+from functools import partial
 
 import cv2
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
-from emotion_lightning.detect.tracking import FaceTracker, follow_boxes
+from emotion_lightning.detect.tracking import FaceTracker, NoTracker, follow_boxes
 from emotion_lightning.faces.boxes import box_iou, match_pairs
 from emotion_lightning.faces.detector import Detections
-from tests.test_detect import classifier  # noqa: F401
+from tests.conftest import compose_cfg
 
 SIZE = (120, 160)  # height, width
 PATCH = 40
@@ -131,11 +133,12 @@ def moving_video(path, frames: int = 12) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.6])
-def test_tracked_video_has_a_row_per_face_per_frame(classifier, tmp_path, smoothing):  # noqa: F811
+def test_tracked_video_has_a_row_per_face_per_frame(classifier, tmp_path, smoothing):
     positions = moving_video(tmp_path / "walk.avi")
     finder = PatchFinder()
     annotator = MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "out",
-                               every_n_frames=4, batch_size=2, smoothing=smoothing,
+                               every_n_frames=4, batch_size=2,
+                               tracker=partial(FaceTracker, smoothing=smoothing),
                                progress=False, save_annotated=False)
     report = annotator.run(str(tmp_path / "walk.avi"))
     with (tmp_path / "out" / "detections.csv").open() as f:
@@ -152,13 +155,28 @@ def test_tracked_video_has_a_row_per_face_per_frame(classifier, tmp_path, smooth
     assert all(r["track_label"] in classifier.class_names for r in rows)
 
 
-def test_untracked_mode_keeps_rows_for_searched_frames_only(classifier, tmp_path):  # noqa: F811
+def test_untracked_mode_keeps_rows_for_searched_frames_only(classifier, tmp_path):
     moving_video(tmp_path / "walk.avi")
     finder = PatchFinder()
     MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "out", every_n_frames=4,
-                   track=False, progress=False).run(str(tmp_path / "walk.avi"))
+                   tracker=NoTracker, progress=False).run(str(tmp_path / "walk.avi"))
     with (tmp_path / "out" / "detections.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["frame"]) for r in rows] == [0, 4, 8] and {r["track"] for r in rows} == {""}
-    with pytest.raises(ValueError, match="smoothing"):
-        MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "o2", smoothing=-0.1)
+    with pytest.raises(ValueError, match="smoothing"):  # before any output is written
+        MediaAnnotator(EmotionDetector(classifier, finder), tmp_path / "o2",
+                       tracker=partial(FaceTracker, smoothing=-0.1))
+    assert not (tmp_path / "o2").exists()
+
+
+def test_tracker_group_makes_a_new_tracker_per_video(tmp_path):
+    base = ["ckpt_path=model.ckpt", "input=clip.mp4"]
+    cfg = compose_cfg("detect", [*base, "tracker.min_iou=0.5", "tracker.smoothing=0.7"], tmp_path)
+    make = instantiate(cfg.tracker)
+    first, second = make(), make()
+    assert isinstance(first, FaceTracker) and first is not second
+    assert (first.min_iou, first.smoothing) == (0.5, 0.7)
+    assert isinstance(instantiate(compose_cfg("detect", [*base, "tracker=none"], tmp_path).tracker)(),
+                      NoTracker)
+    with pytest.raises(ValueError, match="min_iou"):
+        FaceTracker(min_iou=0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_scale_and_sweeps import SYNTH, run_cli
+from tests.helpers import SYNTH, run_cli
 
 MY_EXPERIMENT = """# @package _global_
 defaults:

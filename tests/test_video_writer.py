@@ -14,7 +14,7 @@ import pytest
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator
 from emotion_lightning.detect import video_writer as video_writer_module
 from emotion_lightning.detect.video_writer import H264Writer, Mp4vWriter, open_video_writer
-from tests.test_detect import StubFinder, classifier, write_video  # noqa: F401
+from tests.helpers import StubFinder, write_video
 
 av = pytest.importorskip("av", reason="PyAV (a dependency) writes H.264")
 
@@ -134,7 +134,7 @@ def test_auto_falls_back_to_mp4v_with_a_warning(tmp_path, monkeypatch, caplog):
         open_video_writer(tmp_path / "e.mp4", 5.0, (8, 8, 3), "vp9")
 
 
-def test_emotion_detect_writes_h264_with_the_audio(classifier, tmp_path):  # noqa: F811
+def test_emotion_detect_writes_h264_with_the_audio(classifier, tmp_path):
     source = write_clip_with_audio(tmp_path / "talk.mp4", seconds=1.0)
     detector = EmotionDetector(classifier, StubFinder([[10, 5, 40, 40]]))
     report = MediaAnnotator(detector, tmp_path / "out", keep_audio=True,

@@ -18,8 +18,7 @@ from hydra import initialize_config_dir
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.pipeline import run_pipeline
-from tests.test_pipeline import _pipeline_cfg, data_dir  # noqa: F401
-from tests.test_scale_and_sweeps import SYNTH, run_cli
+from tests.helpers import SYNTH, pipeline_cfg, run_cli
 
 pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
 
@@ -65,16 +64,28 @@ def read_run(run_dir: Path) -> dict:
     return out
 
 
-def test_importing_the_package_leaves_wandb_mode_alone():
-    """Offline comes from the logger config only: a fresh interpreter importing every
-    subpackage (and running the environment set-up) leaves ``WANDB_MODE`` unset."""
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
-    script = ("import os, emotion_lightning, emotion_lightning.cli.train, emotion_lightning.models; "
-              "from emotion_lightning.runtime import configure_environment; "
-              "configure_environment(); print(os.environ.get('WANDB_MODE', 'unset'))")
+def test_importing_the_library_sets_no_environment_and_the_cli_never_wandb_mode():
+    """Offline comes from the logger config only. A fresh interpreter importing the library's
+    subpackages changes no environment variable; the command line sets its defaults
+    (albumentations offline, W&B quiet) but leaves ``WANDB_MODE`` unset; the presets keep
+    albumentations off the network when they import it."""
+    keys = ("WANDB_MODE", "WANDB_SILENT", "NO_ALBUMENTATIONS_UPDATE")
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    script = ("import os, json; before = dict(os.environ); "
+              "import emotion_lightning, emotion_lightning.models, emotion_lightning.data, "
+              "emotion_lightning.detect, emotion_lightning.faces; "
+              # OpenCV's own import extends LD_LIBRARY_PATH: not ours
+              "library = {k: v for k, v in os.environ.items() "
+              "if before.get(k) != v and k != 'LD_LIBRARY_PATH'}; "
+              "from emotion_lightning.data.presets import GrayPreset; GrayPreset(48, train=True); "
+              "presets = os.environ.get('NO_ALBUMENTATIONS_UPDATE'); "
+              "import emotion_lightning.cli.train; "
+              f"print(json.dumps([library, presets, [os.environ.get(k) for k in {keys!r}]]))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=120, check=True)
-    assert proc.stdout.strip().splitlines()[-1] == "unset", proc.stdout
+    library, presets, cli = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert library == {} and presets == "1"
+    assert cli == [None, "true", "1"]
 
 
 @pytest.mark.slow
@@ -91,9 +102,9 @@ def test_each_sweep_trial_is_its_own_wandb_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_each_recipe_stage_is_its_own_wandb_run(tmp_path, data_dir):  # noqa: F811
+def test_each_recipe_stage_is_its_own_wandb_run(tmp_path, data_dir):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = _pipeline_cfg("full", tmp_path, data_dir, extra=[])
+        cfg = pipeline_cfg("full", tmp_path, data_dir, extra=[])
         cfg.pipeline.common = [*cfg.pipeline.common, "logger=wandb"]
         run_pipeline(cfg)
     runs = {stage: read_run(tmp_path / "recipe" / stage)

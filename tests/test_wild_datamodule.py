@@ -4,7 +4,6 @@ once per node (prepare_data), real wild data."""
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import numpy as np
 import pytest
 
 from emotion_lightning.data import WildDataModule
-from emotion_lightning.faces.detector import Detections
 from tests.conftest import REPO, SHARED_DATA, requires_shared, run_ddp
+from tests.helpers import CountingFaceFinder, face_calls
 
 
 @pytest.fixture
@@ -102,31 +101,6 @@ def test_detect_faces_on_raw_photos(tmp_path):
 
 
 # -- detect_faces: detection in prepare_data (once per node), setup only reads -----------------
-class CountingFaceFinder:
-    """A stand-in for FaceDetector: one face in the middle of every photo.
-
-    Each call appends ``<pid> <number of photos>`` to the file ``$FACE_CALLS``.
-    """
-
-    min_face_size = 20
-
-    def __init__(self, min_prob: float = 0.95, **_) -> None:
-        self.min_prob = min_prob
-
-    def detect_all(self, images):
-        with open(os.environ["FACE_CALLS"], "a") as calls:
-            calls.write(f"{os.getpid()} {len(images)}\n")
-        return [Detections(np.array([[0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h]], np.float32),
-                           np.array([0.99], np.float32), np.zeros((1, 5, 2), np.float32))
-                for h, w in (image.shape[:2] for image in images)]
-
-
-def face_calls(path: Path) -> list[tuple[int, int]]:
-    """(pid, photos) of every detection call recorded by :class:`CountingFaceFinder`."""
-    lines = path.read_text().split() if path.exists() else []
-    return [(int(pid), int(n)) for pid, n in zip(lines[::2], lines[1::2])]
-
-
 @pytest.fixture
 def raw_photos(tmp_path):
     rng = np.random.default_rng(0)
@@ -143,6 +117,7 @@ def counted_faces(tmp_path, monkeypatch) -> Path:
     calls = tmp_path / "face_calls.txt"
     monkeypatch.setenv("FACE_CALLS", str(calls))
     monkeypatch.setattr("emotion_lightning.faces.detector.FaceDetector", CountingFaceFinder)
+    monkeypatch.setattr("emotion_lightning.data.wild.FaceDetector", CountingFaceFinder)
     return calls
 
 
@@ -171,7 +146,7 @@ import sys
 
 sys.path.insert(0, {repo!r})
 import emotion_lightning.faces.detector as detector
-from tests.test_wild_datamodule import CountingFaceFinder
+from tests.helpers import CountingFaceFinder
 
 detector.FaceDetector = CountingFaceFinder
 from emotion_lightning.cli.train import main

@@ -16,7 +16,8 @@ def batch_size_of(batch) -> int:
 
 
 class ImagesPerSecond(L.Callback):
-    """``train/img_s`` (last ``window`` batches, progress bar) and ``train/img_per_s`` (epoch).
+    """Training images per second: ``train/img_per_s_recent`` over the last ``window`` batches
+    (each step, on the progress bar) and ``train/img_per_s`` over the epoch (each epoch).
 
     Rates are over all processes (per-process rate x world size) and count data loading, the
     step and logging, but not validation.
@@ -49,7 +50,7 @@ class ImagesPerSecond(L.Callback):
         self._epoch_seconds += elapsed
         seconds = sum(e for e, _ in self._recent)
         if seconds > 0:
-            pl_module.log("train/img_s", sum(n for _, n in self._recent) / seconds,
+            pl_module.log("train/img_per_s_recent", sum(n for _, n in self._recent) / seconds,
                           prog_bar=True, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

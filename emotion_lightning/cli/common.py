@@ -17,6 +17,11 @@ from emotion_lightning.runtime import auto_num_workers, auto_precision, configur
 log = logging.getLogger("emotion_lightning")
 
 
+def checkpoint_paths(value) -> str | list[str]:
+    """``ckpt_path`` as the library takes it: one path, or a plain list of paths (an ensemble)."""
+    return [str(p) for p in value] if OmegaConf.is_list(value) else str(value)
+
+
 def instantiate_group(cfg: DictConfig | None) -> list:
     """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
     if not cfg:

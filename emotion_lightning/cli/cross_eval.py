@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
+    checkpoint_paths,
     log,
     resolve_precision,
     save_run_config,
@@ -78,8 +79,8 @@ def cross_evaluate(cfg: DictConfig) -> dict[str, dict[str, dict]]:
     output_dir = Path(cfg.paths.output_dir)
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
-    listed = cfg.ckpt_path if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
-    paths = [Path(str(p)).expanduser() for p in listed]
+    listed = checkpoint_paths(cfg.ckpt_path)
+    paths = [Path(p).expanduser() for p in (listed if isinstance(listed, list) else [listed])]
     models = dict(zip(_row_names(paths), [load_classifier(p) for p in paths]))
     if cfg.get("ensemble"):
         if len(models) < 2:

@@ -13,10 +13,11 @@ import sys
 
 import hydra
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.cli.common import log
+from emotion_lightning.cli.common import checkpoint_paths, log
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator, RunReport
 
 
@@ -24,32 +25,25 @@ def detect(cfg: DictConfig) -> RunReport:
     """Load ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
     detector = EmotionDetector.from_checkpoint(
-        ckpt,
+        checkpoint_paths(cfg.ckpt_path),
         device=cfg.device,
-        min_face_prob=cfg.detector.min_prob,
-        min_face_size=cfg.detector.min_face_size,
-        face_batch_size=cfg.detector.batch_size,
+        face_finder=instantiate(cfg.face_detector),
+        crop=instantiate(cfg.face_crop),
         test_time_flip=cfg.test_time_flip,
         test_time_shift=cfg.get("test_time_shift"),
-        crop_size=cfg.crop.size,
-        margin=cfg.crop.margin,
-        detect_max_side=cfg.detector.max_side,
-        align_faces=cfg.crop.align,
         precision=cfg.precision,
     )
     annotator = MediaAnnotator(
         detector,
         cfg.output_dir,
         every_n_frames=cfg.every_n_frames,
+        tracker=instantiate(cfg.tracker),
         batch_size=cfg.batch_size,
         max_frames=cfg.max_frames,
         save_annotated=cfg.save_annotated,
         video_codec=cfg.video_codec,
         keep_audio=cfg.keep_audio,
-        track=cfg.track,
-        smoothing=cfg.smoothing,
         bars=cfg.bars,
         overwrite=cfg.overwrite,
         progress=cfg.progress,

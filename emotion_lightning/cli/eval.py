@@ -15,10 +15,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
+    checkpoint_paths,
     instantiate_group,
     resolve_precision,
     save_run_config,
@@ -79,9 +80,7 @@ def evaluate(cfg: DictConfig) -> dict:
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
     setup_parallelism(cfg)
-    ckpt = cfg.ckpt_path
-    ckpt = list(ckpt) if OmegaConf.is_list(ckpt) else ckpt
-    return evaluate_checkpoint(ckpt, cfg.data, cfg.trainer, output_dir, cfg.split,
+    return evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), cfg.data, cfg.trainer, output_dir, cfg.split,
                                instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),
                                cfg.get("test_time_shift"), cfg.get("test_time_crop"))
 

@@ -9,17 +9,17 @@ size, normalisation), then checks each file against the PyTorch model.
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.cli.common import log
+from emotion_lightning.cli.common import checkpoint_paths, log
 from emotion_lightning.export import export_classifier, max_abs_difference
 from emotion_lightning.models.loading import load_model
 
 
 def export(cfg: DictConfig) -> dict[str, str]:
     """Export as configured; with ``verify``, fail when a file's outputs drift from PyTorch's."""
-    ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
+    ckpt = checkpoint_paths(cfg.ckpt_path)
     paths = export_classifier(ckpt, cfg.output_dir, list(cfg.formats), cfg.name,
                               cfg.opset, cfg.overwrite)
     for fmt, path in paths.items():

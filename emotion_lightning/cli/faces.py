@@ -1,6 +1,6 @@
 """``emotion-faces``: build a face-crop dataset from raw photos, and review it.
 
-    emotion-faces build raw_dir=data/raw out_dir=data/processed [builder.policy=largest ...]
+    emotion-faces build raw_dir=data/raw out_dir=data/processed [builder.policy=largest face_crop.align=false ...]
     emotion-faces review out_dir=data/processed [exclude_from=[exclude_happy.txt]]
     emotion-faces review out_dir=data/processed ckpt_path=STAGE1.ckpt   # model-assisted
 
@@ -17,13 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.detect.emotion_detector import resolve_device
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.exclusions import EXCLUDE_NAME, merge_exclusion_list
 from emotion_lightning.faces.report import summarize_build
 from emotion_lightning.faces.review import REVIEW_DIR, review_rows, write_review_pages
 from emotion_lightning.faces.suspicion import RANKING_NAME
 from emotion_lightning.models.loading import load_classifier
+from emotion_lightning.runtime import resolve_device
 
 ACTIONS = ("build", "review")
 USAGE = "usage: emotion-faces {build|review} [key=value ...]   (see conf/faces.yaml)"
@@ -51,7 +51,11 @@ def run(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig) -> None:
     """Detect, crop and report every unprocessed raw photo."""
-    builder: FaceDatasetBuilder = instantiate(cfg.builder, detector=instantiate(cfg.detector))
+    # the detector and crop are built first and handed over as objects (Hydra would turn a
+    # dataclass passed to instantiate back into a config)
+    make_builder = instantiate(cfg.builder, _partial_=True)
+    builder: FaceDatasetBuilder = make_builder(detector=instantiate(cfg.face_detector),
+                                               crop=instantiate(cfg.face_crop))
     rows = builder.build(
         cfg.raw_dir, cfg.out_dir, list(cfg.classes) if cfg.classes else None, cfg.progress
     )

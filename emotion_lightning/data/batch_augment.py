@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
-from emotion_lightning.data.presets import check_probabilities
-
-#: The preset's normalisation on the 0-255 scale, in float32 as it computes it.
-MEAN_255 = float(np.float32(GRAY_MEAN * 255.0))
-STD_255 = float(np.float32(GRAY_STD * 255.0))
+from emotion_lightning.data.presets import MEAN_255, check_probabilities, normalize_levels
 
 
 def normalize_gray(images: torch.Tensor) -> torch.Tensor:
-    """Gray levels (uint8 or float, 0-255) ``[N, H, W]`` -> the preset's normalised float32
-    ``[N, 1, H, W]``: ``(x - mean) / std``, the same float32 operations as :class:`GrayPreset`."""
-    x = images.to(torch.float32)
-    return ((x - MEAN_255) / STD_255).unsqueeze(1)
+    """Gray levels (uint8 or float, 0-255) ``[N, H, W]`` -> normalised float32 ``[N, 1, H, W]``
+    (:func:`~emotion_lightning.data.presets.normalize_levels`, as :class:`GrayPreset`)."""
+    return normalize_levels(images.to(torch.float32)).unsqueeze(1)
 
 
 def _uniform(low: float, high: float, n: int, generator: torch.Generator,

@@ -13,7 +13,12 @@ from emotion_lightning.constants import DEFAULT_CLASSES, FER_EMOTIONS
 from emotion_lightning.data.base import GrayImageDataModule, LoaderOptions, select_classes
 from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
 from emotion_lightning.data.fer_files import load_fer
-from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+from emotion_lightning.data.splits import (
+    check_fractions,
+    pixel_groups,
+    random_split,
+    stratified_group_split,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -65,11 +70,10 @@ class FERDataModule(GrayImageDataModule):
         super().__init__(classes, **loader)
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
-        if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction + 1e-9:
-            raise ValueError(
-                f"need 0 < train_fraction < 1 and train_fraction + test_fraction <= 1, got "
-                f"{train_fraction}, {test_fraction}"
-            )
+        check_fractions(train_fraction, test_fraction)
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction (of Training, held out for validation) must be in "
+                             f"(0, 1), got {val_fraction}")
         self.root = Path(root).expanduser()
         self.split = split
         self.train_fraction = train_fraction
@@ -118,10 +122,4 @@ class FERDataModule(GrayImageDataModule):
         return {"train": train[fit], "val": train[val], "test": public}
 
     def _random(self, images, labels) -> dict[str, np.ndarray]:
-        val_fraction = 1 - self.train_fraction - self.test_fraction
-        fractions = (self.train_fraction, val_fraction, self.test_fraction)
-        train, val, test = stratified_group_split(labels, pixel_groups(images), fractions, self.seed)
-        if len(test) == 0:
-            log.info("random split without test_fraction: the test split is the val split")
-            test = val
-        return {"train": train, "val": val, "test": test}
+        return random_split(images, labels, self.train_fraction, self.test_fraction, self.seed)

@@ -5,16 +5,27 @@ The conversions they build on (to gray, resize) are in :mod:`emotion_lightning.i
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
-from emotion_lightning.images import (
-    resize_square,
-)
+from emotion_lightning.images import resize_square
+
+#: The normalisation on the 0-255 scale, rounded to float32 as every transform computes it.
+MEAN_255 = float(np.float32(GRAY_MEAN * 255.0))
+STD_255 = float(np.float32(GRAY_STD * 255.0))
+
+
+def normalize_levels(levels):
+    """Gray levels (0-255, a float32 array or tensor) -> the model's input: the one
+    normalisation of training, evaluation, inference and the device loader."""
+    return (levels - MEAN_255) / STD_255
 
 
 def _albumentations():
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
     import albumentations as A  # imported lazily: a heavy import only training needs
 
     return A
@@ -87,12 +98,10 @@ class GrayPreset:
             )
         if train and erasing_p > 0:
             steps.append(A.Erasing(scale=tuple(erasing_scale), ratio=tuple(erasing_ratio),
-                                   fill=float(GRAY_MEAN * 255.0), p=erasing_p))
+                                   fill=MEAN_255, p=erasing_p))
         self.image_size = image_size
         self.train = train
         self.pipeline = A.Compose(steps)
-        self.mean = np.float32(GRAY_MEAN * 255.0)
-        self.std = np.float32(GRAY_STD * 255.0)
 
     def __call__(self, gray: np.ndarray):
         import torch
@@ -100,9 +109,7 @@ class GrayPreset:
         out = resize_square(gray, self.image_size)
         if self.train:
             out = self.pipeline(image=out)["image"]
-        out = out.astype(np.float32)
-        out = (out - self.mean) / self.std
-        return torch.from_numpy(out).unsqueeze(0)
+        return torch.from_numpy(normalize_levels(out.astype(np.float32))).unsqueeze(0)
 
     def __repr__(self) -> str:
         return f"GrayPreset(image_size={self.image_size}, train={self.train})"
@@ -113,5 +120,4 @@ def normalize_batch(gray_uint8, image_size: int):
     import torch
 
     batch = np.stack([resize_square(g, image_size) for g in gray_uint8]).astype(np.float32)
-    batch = (batch / 255.0 - GRAY_MEAN) / GRAY_STD
-    return torch.from_numpy(batch).unsqueeze(1)
+    return torch.from_numpy(normalize_levels(batch)).unsqueeze(1)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def pixel_groups(images: np.ndarray) -> np.ndarray:
@@ -46,3 +49,28 @@ def stratified_group_split(
         assignment[members] = np.searchsorted(targets, midpoints, side="right")
     part_of_index = assignment[inverse]
     return [np.flatnonzero(part_of_index == k) for k in range(len(fractions))]
+
+
+def check_fractions(train_fraction: float, test_fraction: float) -> None:
+    """Fail unless ``train_fraction`` and ``test_fraction`` leave a validation part."""
+    if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction:
+        raise ValueError(
+            f"need 0 < train_fraction < 1, test_fraction >= 0 and train_fraction + test_fraction "
+            f"< 1 (the rest is validation), got train_fraction={train_fraction}, "
+            f"test_fraction={test_fraction}"
+        )
+
+
+def random_split(
+    images: np.ndarray, labels: np.ndarray, train_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Index arrays of the train, val and test parts: seeded, stratified, identical images on
+    one side (:func:`stratified_group_split`); with ``test_fraction`` 0 the test part is the
+    val part."""
+    check_fractions(train_fraction, test_fraction)
+    fractions = (train_fraction, 1 - train_fraction - test_fraction, test_fraction)
+    train, val, test = stratified_group_split(labels, pixel_groups(images), fractions, seed)
+    if len(test) == 0:
+        log.info("no test part (test_fraction=%s): the test split is the val split", test_fraction)
+        test = val
+    return {"train": train, "val": val, "test": test}

@@ -18,8 +18,10 @@ from emotion_lightning.data.cache import (
     file_fingerprint,
     fingerprint,
 )
-from emotion_lightning.data.splits import pixel_groups, stratified_group_split
+from emotion_lightning.data.splits import check_fractions, random_split
 from emotion_lightning.faces.class_folders import list_class_folders
+from emotion_lightning.faces.cropper import FaceCrop
+from emotion_lightning.faces.detector import FaceDetector
 from emotion_lightning.images import (
     UnreadableImage,
     load_gray,
@@ -73,10 +75,13 @@ class WildDataModule(GrayImageDataModule):
             default ``root/exclude.txt`` when it exists. Excluded files are skipped, not deleted.
         detect_faces: ``root`` holds raw photos: :meth:`prepare_data` detects and crops their
             faces (FER framing) into the cache, as ``emotion-faces build`` does.
-        face_policy, min_face_prob: face selection when ``detect_faces``.
-        align_faces: with ``detect_faces``, cut faces by their landmarks (eyes level, FER
-            framing; the default, as in ``emotion-faces build``) instead of their box; crops
-            already cut (``detect_faces=false``) are read as they are.
+        face_policy: which faces of a photo are kept when ``detect_faces`` (see
+            :data:`~emotion_lightning.faces.policy.POLICIES`).
+        face_detector: finds the faces when ``detect_faces`` (default: MTCNN on the CPU,
+            :class:`~emotion_lightning.faces.FaceDetector`).
+        face_crop: how they are cut when ``detect_faces`` (default: 48 px, by the landmarks,
+            as ``emotion-faces build``); crops already cut (``detect_faces=false``) are read
+            as they are.
         cache_dir: decoded crops (and detected faces) are cached here; ``None`` disables.
         loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
             ``pin_memory``: see :class:`GrayImageDataModule`.
@@ -92,15 +97,13 @@ class WildDataModule(GrayImageDataModule):
         exclude_file: str | Path | None = None,
         detect_faces: bool = False,
         face_policy: str = "exactly_one",
-        min_face_prob: float = 0.95,
-        align_faces: bool = True,
+        face_detector: FaceDetector | None = None,
+        face_crop: FaceCrop | None = None,
         cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)
-        if not 0 < train_fraction < 1 or not 0 <= test_fraction < 1 - train_fraction:
-            raise ValueError(f"need 0 < train_fraction and train + test < 1, got "
-                             f"{train_fraction}, {test_fraction}")
+        check_fractions(train_fraction, test_fraction)
         self.root = Path(root).expanduser()
         self.train_fraction = train_fraction
         self.test_fraction = test_fraction
@@ -108,8 +111,8 @@ class WildDataModule(GrayImageDataModule):
         self.exclude_file = exclude_file
         self.detect_faces = detect_faces
         self.face_policy = face_policy
-        self.min_face_prob = min_face_prob
-        self.align_faces = align_faces
+        self.face_detector = face_detector
+        self.face_crop = face_crop or FaceCrop()
         self.cache_dir = cache_dir
 
     def prepare_data(self) -> None:
@@ -121,10 +124,8 @@ class WildDataModule(GrayImageDataModule):
         if not self.detect_faces:
             return
         from emotion_lightning.faces.build import FaceDatasetBuilder
-        from emotion_lightning.faces.detector import FaceDetector
 
-        builder = FaceDatasetBuilder(FaceDetector(min_prob=self.min_face_prob),
-                                     policy=self.face_policy, align=self.align_faces)
+        builder = FaceDatasetBuilder(self._detector(), self.face_policy, crop=self.face_crop)
         builder.build(self.root, self._crop_root(), classes=self.class_names)
 
     def _crop_root(self) -> Path:
@@ -133,9 +134,16 @@ class WildDataModule(GrayImageDataModule):
             return self.root
         if self.cache_dir is None:
             raise ValueError("detect_faces needs a cache_dir to write the crops to")
+        detector, crop = self._detector(), self.face_crop
         key = fingerprint(["wild-faces", str(self.root.resolve()), self.face_policy,
-                           self.min_face_prob, "aligned" if self.align_faces else "box"])
+                           detector.min_prob, detector.min_face_size, detector.max_side,
+                           crop.size, crop.margin, "aligned" if crop.align else "box"])
         return Path(self.cache_dir).expanduser() / f"faces-{key}"
+
+    def _detector(self) -> FaceDetector:
+        if self.face_detector is None:
+            self.face_detector = FaceDetector()
+        return self.face_detector
 
     def _require_detected_faces(self, crop_root: Path) -> None:
         """Fail, saying what to run, unless every raw photo has been through face detection."""
@@ -184,10 +192,5 @@ class WildDataModule(GrayImageDataModule):
         keep, labels = select_classes(labels, names, self.class_names)
         keep, labels = keep[readable[keep]], labels[readable[keep]]
         images = np.asarray(arrays["images"])[keep]
-        val_fraction = 1 - self.train_fraction - self.test_fraction
-        train, val, test = stratified_group_split(
-            labels, pixel_groups(images), (self.train_fraction, val_fraction, self.test_fraction),
-            self.seed)
-        if len(test) == 0:
-            test = val
-        return {s: (images[i], labels[i]) for s, i in (("train", train), ("val", val), ("test", test))}
+        parts = random_split(images, labels, self.train_fraction, self.test_fraction, self.seed)
+        return {split: (images[index], labels[index]) for split, index in parts.items()}

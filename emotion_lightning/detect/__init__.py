@@ -7,23 +7,28 @@
     drawn = detector.annotate("group.jpg")  # RGB array with boxes, labels and bar charts
 """
 
-from emotion_lightning.detect.annotate import MediaAnnotator, RunReport, SourceReport
+from emotion_lightning.detect.annotate import MediaAnnotator
 from emotion_lightning.detect.drawing import draw_faces
 from emotion_lightning.detect.emotion_detector import EmotionDetector
+from emotion_lightning.detect.reports import RunReport, SourceReport
 from emotion_lightning.detect.results import FaceEmotion
 from emotion_lightning.detect.sources import Media, Skipped, collect_media
 from emotion_lightning.detect.table import FIXED_COLUMNS, DetectionTable
+from emotion_lightning.detect.tracking import FaceTracker, NoTracker, Tracker
 
 __all__ = [
     "FIXED_COLUMNS",
     "DetectionTable",
     "EmotionDetector",
     "FaceEmotion",
+    "FaceTracker",
     "Media",
     "MediaAnnotator",
+    "NoTracker",
     "RunReport",
     "Skipped",
     "SourceReport",
+    "Tracker",
     "collect_media",
     "draw_faces",
 ]

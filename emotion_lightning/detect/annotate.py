@@ -10,14 +10,11 @@ or SLURM) keeps everything written so far; ``stopped`` in the summary says why i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -26,6 +23,7 @@ from tqdm import tqdm
 
 from emotion_lightning.detect.drawing import draw_faces
 from emotion_lightning.detect.emotion_detector import EmotionDetector
+from emotion_lightning.detect.reports import RunReport, SourceReport
 from emotion_lightning.detect.results import FaceEmotion
 from emotion_lightning.detect.sources import (
     Frame,
@@ -35,90 +33,16 @@ from emotion_lightning.detect.sources import (
     VideoReader,
     collect_media,
 )
+from emotion_lightning.detect.stopping import stop_on_sigterm
 from emotion_lightning.detect.table import DetectionTable
-from emotion_lightning.detect.tracking import FaceTracker
-from emotion_lightning.detect.video_writer import VIDEO_CODECS, open_video_writer
+from emotion_lightning.detect.tracking import FaceTracker, Tracker
+from emotion_lightning.detect.video_writer import VIDEO_CODECS, VideoWriter, open_video_writer
 from emotion_lightning.images import UnreadableImage, load_image
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "detections.csv"
 SUMMARY_NAME = "summary.json"
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when SIGTERM arrives during a run, so it stops like Ctrl-C."""
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` inside the block; restore the previous handler.
-
-    Only the first signal raises: a second one during the cleanup is ignored, so the
-    writers are still closed and the summary written. Outside the main thread (where
-    Python cannot install handlers) nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum, frame) -> None:
-        if fired:
-            log.warning("%s again: still closing the outputs", signal.Signals(signum).name)
-            return
-        fired.append(signum)
-        raise Terminated(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-@dataclass
-class SourceReport:
-    """What was done with one input."""
-
-    source: str
-    kind: str
-    frames: int = 0  # frames read
-    searched: int = 0  # frames searched for faces (every n-th frame of a video)
-    faces: int = 0  # rows written to the table
-    output: str | None = None  # the annotated file
-    codec: str | None = None  # the annotated video's codec: h264 or mp4v
-    note: str | None = None  # e.g. a video that ended early
-
-
-@dataclass
-class RunReport:
-    """Every input's report, the skipped inputs, and how the run ended."""
-
-    output_dir: str
-    table: str
-    sources: list[SourceReport] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped: str | None = None  # why the run ended early: SIGINT, SIGTERM or the error
-
-    @property
-    def frames(self) -> int:
-        return sum(s.frames for s in self.sources)
-
-    @property
-    def faces(self) -> int:
-        return sum(s.faces for s in self.sources)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out.update(frames=self.frames, faces=self.faces,
-                   frames_per_second=self.frames / self.seconds if self.seconds > 0 else None)
-        return out
 
 
 class MediaAnnotator:
@@ -129,11 +53,11 @@ class MediaAnnotator:
         output_dir: where the annotated files, ``detections.csv`` and ``summary.json`` go.
         every_n_frames: search faces in every n-th video frame (the annotated video keeps
             every frame).
-        track: follow the faces between searches (optical flow), give each a track id, and
-            classify every face on every frame; ``False``: the frames between searches show
-            the last search's faces and only searched frames get rows.
-        smoothing: with ``track``, weight of the past in each track's running average of
-            class probabilities, used for the drawn label and ``track_label`` (0: none).
+        tracker: makes a :class:`~emotion_lightning.detect.tracking.Tracker` for each video:
+            :class:`FaceTracker` (the default; ``functools.partial(FaceTracker, smoothing=0.7)``
+            to set it up) follows the faces between searches, gives each a track id and
+            classifies every face on every frame; ``NoTracker``: the frames between searches
+            show the last search's faces and only searched frames get rows.
         batch_size: images or searched video frames per detector batch (video frames in
             between are held in memory until their batch is done).
         max_frames: stop each video or webcam after this many frames (``None``: the end).
@@ -151,6 +75,7 @@ class MediaAnnotator:
         detector: EmotionDetector,
         output_dir: str | Path,
         every_n_frames: int = 1,
+        tracker: Callable[[], Tracker] = FaceTracker,
         batch_size: int = 8,
         max_frames: int | None = None,
         save_annotated: bool = True,
@@ -159,22 +84,20 @@ class MediaAnnotator:
         progress: bool = True,
         video_codec: str = "auto",
         keep_audio: bool = False,
-        track: bool = True,
-        smoothing: float = 0.0,
     ) -> None:
         if video_codec not in VIDEO_CODECS:
             raise ValueError(f"video_codec must be one of {VIDEO_CODECS}, got {video_codec!r}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if every_n_frames < 1:
             raise ValueError(f"every_n_frames must be at least 1, got {every_n_frames}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be at least 1 or null, got {max_frames}")
+        tracker()  # bad tracker settings fail here, before any output is written
         self.detector = detector
         self.output_dir = Path(output_dir)
         self.every_n_frames = every_n_frames
+        self.tracker = tracker
         self.batch_size = batch_size
         self.max_frames = max_frames
         self.save_annotated = save_annotated
@@ -183,8 +106,6 @@ class MediaAnnotator:
         self.progress = progress
         self.video_codec = video_codec
         self.keep_audio = keep_audio
-        self.track = track
-        self.smoothing = smoothing
 
     def run(self, inputs: str | int | Sequence[str | int]) -> RunReport:
         """Annotate every input; unreadable inputs are reported, skipped and listed."""
@@ -196,17 +117,17 @@ class MediaAnnotator:
             raise FileNotFoundError(f"nothing to annotate ({reasons})")
         self._check_outputs(media)
         report = RunReport(str(self.output_dir), str(self.output_dir / TABLE_NAME), skipped=skipped)
-        bar = tqdm(total=_announced_frames(media, self.max_frames), unit="frame",
+        bar = tqdm(total=_frames_before_opening(media, self.max_frames), unit="frame",
                    disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
-        with _stop_on_sigterm():
+        with stop_on_sigterm():
             try:
                 with DetectionTable(report.table, self.detector.class_names) as table:
                     for group in _groups(media, self.batch_size):
                         if group[0].kind == "image":
                             self._annotate_images(group, table, report, bar)
                         else:
-                            self._annotate_video(group[0], table, report, bar)
+                            _VideoPass(self, group[0], table, report, bar).run()
             except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated
                 report.stopped = getattr(stop, "signal_name", "SIGINT")
                 log.warning("stopped by %s: everything written so far is kept", report.stopped)
@@ -237,7 +158,8 @@ class MediaAnnotator:
                 "overwrite=true to replace them, or choose another output_dir"
             )
 
-    def _annotate_images(self, group: list[Media], table, report: RunReport, bar) -> None:
+    def _annotate_images(self, group: list[Media], table: DetectionTable, report: RunReport,
+                         bar: tqdm) -> None:
         decoded: list[tuple[Media, np.ndarray]] = []
         for item in group:
             try:
@@ -263,97 +185,99 @@ class MediaAnnotator:
             raise OSError(f"could not write the annotated image {path}")
         return path
 
-    def _annotate_video(self, item: Media, table, report: RunReport, bar) -> None:
+
+class _VideoPass:
+    """One video or webcam through a :class:`MediaAnnotator`: frames are held until
+    ``batch_size`` of them are searched, then searched, tracked, classified and written."""
+
+    def __init__(self, annotator: MediaAnnotator, item: Media, table: DetectionTable,
+                 report: RunReport, bar: tqdm) -> None:
+        self.annotator = annotator
+        self.detector = annotator.detector
+        self.item = item
+        self.table = table
+        self.report = report
+        self.bar = bar
+        self.entry = SourceReport(item.source, item.kind)
+        self.tracker = annotator.tracker()
+        self.writer: VideoWriter | None = None
+        self.pending: list[Frame] = []
+        self.shown: list[FaceEmotion] = []  # drawn on the frames until faces are found again
+
+    def run(self) -> None:
         try:
-            reader = VideoReader(item)
+            reader = VideoReader(self.item)
         except UnreadableVideo as error:
-            report.skipped.append(Skipped(item.source, error.reason))
+            self.report.skipped.append(Skipped(self.item.source, error.reason))
             log.warning("skipped %s", error)
             return
-        entry = SourceReport(item.source, item.kind)
-        report.sources.append(entry)
+        self.report.sources.append(self.entry)
         if not reader.fps_known:
-            entry.note = f"unknown frame rate: timestamps and the output assume {reader.fps} fps"
-        path = self.output_dir / item.output_name
-        writer = None
-        pending: list[Frame] = []
-        faces: list[FaceEmotion] = []
-        tracker = FaceTracker(smoothing=self.smoothing) if self.track else None
-        live = item.kind == "webcam"  # write each frame as soon as it is annotated
+            self.entry.note = f"unknown frame rate: timestamps and the output assume {reader.fps} fps"
+        max_frames = self.annotator.max_frames
+        if self.item.kind == "video" and self.bar.total is not None and reader.frame_count:
+            self.bar.total += min(reader.frame_count, max_frames or reader.frame_count)
+            self.bar.refresh()
+        live = self.item.kind == "webcam"  # write each frame as soon as it is annotated
         try:
-            for frame in reader.frames(self.max_frames):
-                if writer is None and self.save_annotated:
-                    audio = item.location if self.keep_audio and item.kind == "video" else None
-                    writer = open_video_writer(path, reader.fps, frame.rgb.shape,
-                                               self.video_codec, audio)
-                    entry.output = str(path)
-                    entry.codec = writer.codec
-                pending.append(frame)
-                entry.frames += 1
-                if live or sum(self._searched(f) for f in pending) == self.batch_size:
-                    faces = self._flush(item, pending, faces, tracker, writer, table, entry, bar)
-            faces = self._flush(item, pending, faces, tracker, writer, table, entry, bar)
+            for frame in reader.frames(max_frames):
+                if self.writer is None and self.annotator.save_annotated:
+                    self._open_writer(reader.fps, frame.rgb.shape)
+                self.pending.append(frame)
+                self.entry.frames += 1
+                if live or sum(map(self._searched, self.pending)) == self.annotator.batch_size:
+                    self._flush()
+            self._flush()
         finally:
             reader.close()
-            if writer is not None:
-                writer.release()
+            if self.writer is not None:
+                self.writer.release()
         expected = reader.frame_count
-        if expected and self.max_frames is None and entry.frames < expected:
-            ended = (f"ended after {entry.frames} of {expected} announced frames "
+        if expected and max_frames is None and self.entry.frames < expected:
+            ended = (f"ended after {self.entry.frames} of {expected} announced frames "
                      "(truncated or corrupt file?); the frames read were annotated")
-            entry.note = f"{entry.note}; {ended}" if entry.note else ended
-            log.warning("%s: %s", item.source, ended)
+            self.entry.add_note(ended)
+            log.warning("%s: %s", self.item.source, ended)
+
+    def _open_writer(self, fps: float, shape: tuple[int, ...]) -> None:
+        path = self.annotator.output_dir / self.item.output_name
+        keep_audio = self.annotator.keep_audio and self.item.kind == "video"
+        self.writer = open_video_writer(path, fps, shape, self.annotator.video_codec,
+                                        self.item.location if keep_audio else None)
+        self.entry.output = str(path)
+        self.entry.codec = self.writer.codec
 
     def _searched(self, frame: Frame) -> bool:
-        return frame.index % self.every_n_frames == 0
+        return frame.index % self.annotator.every_n_frames == 0
 
-    def _flush(self, item, pending: list[Frame], faces, tracker, writer, table, entry, bar):
-        """Search the pending key frames in one batch, then write every pending frame."""
-        if tracker is not None:
-            self._flush_tracked(item, pending, tracker, writer, table, entry, bar)
-            return faces
-        keys = [f for f in pending if self._searched(f)]
-        found = dict(zip((f.index for f in keys),
-                         self.detector.detect_batch([f.rgb for f in keys]) if keys else [],
-                         strict=True))
-        for frame in pending:
-            if frame.index in found:
-                faces = found[frame.index]
-                table.write_frame(item.source, frame.index, frame.timestamp, faces)
-                entry.searched += 1
-                entry.faces += len(faces)
-            if writer is not None:
-                writer.write(draw_faces(frame.rgb, faces, self.detector.class_names, self.bars))
-            bar.update(1)
-        pending.clear()
-        return faces
-
-    def _flush_tracked(self, item, pending: list[Frame], tracker: FaceTracker, writer, table,
-                       entry, bar) -> None:
-        """Search the pending key frames in one batch, follow the faces through every pending
-        frame, classify all their faces together, then write each frame."""
-        keys = [f for f in pending if self._searched(f)]
+    def _flush(self) -> None:
+        """Search the pending key frames in one batch, let the tracker place the faces on
+        every pending frame, classify all of them in one batch, then write each frame."""
+        keys = [f for f in self.pending if self._searched(f)]
         found = dict(zip((f.index for f in keys),
                          self.detector.find_faces([f.rgb for f in keys]) if keys else [],
                          strict=True))
-        tracked = [tracker.update(cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY), found.get(f.index))
-                   for f in pending]
-        classified = self.detector.classify([f.rgb for f in pending], [d for d, _ in tracked])
+        placed = [self.tracker.update(f.rgb, found.get(f.index)) for f in self.pending]
+        faced = [(f, p) for f, p in zip(self.pending, placed, strict=True) if p is not None]
+        classified = iter(self.detector.classify([f.rgb for f, _ in faced],
+                                                 [detections for _, (detections, _) in faced]))
         names = self.detector.class_names
-        for frame, (_, ids), raw in zip(pending, tracked, classified, strict=True):
-            raw = [replace(face, track=i) for face, i in zip(raw, ids, strict=True)]
-            scores = np.array([[f.probabilities[n] for n in names] for f in raw], np.float32)
-            shown = [FaceEmotion.from_scores(np.array(f.box), f.det_prob, names, p, f.track)
-                     for f, p in zip(raw, tracker.smooth(ids, scores.reshape(-1, len(names))),
-                                     strict=True)]
-            table.write_frame(item.source, frame.index, frame.timestamp, raw,
-                              [f.label for f in shown])
-            entry.searched += frame.index in found
-            entry.faces += len(raw)
-            if writer is not None:
-                writer.write(draw_faces(frame.rgb, shown, names, self.bars))
-            bar.update(1)
-        pending.clear()
+        for frame, tracked in zip(self.pending, placed, strict=True):
+            self.entry.searched += frame.index in found
+            if tracked is not None:
+                ids = tracked[1]
+                raw = [replace(face, track=i) for face, i in zip(next(classified), ids, strict=True)]
+                scores = np.array([[f.probabilities[n] for n in names] for f in raw], np.float32)
+                smoothed = self.tracker.smooth(ids, scores.reshape(-1, len(names)))
+                self.shown = [FaceEmotion.from_scores(np.array(f.box), f.det_prob, names, p, f.track)
+                              for f, p in zip(raw, smoothed, strict=True)]
+                self.table.write_frame(self.item.source, frame.index, frame.timestamp, raw,
+                                       [f.label for f in self.shown])
+                self.entry.faces += len(raw)
+            if self.writer is not None:
+                self.writer.write(draw_faces(frame.rgb, self.shown, names, self.annotator.bars))
+            self.bar.update(1)
+        self.pending.clear()
 
 
 def _groups(media: list[Media], batch_size: int) -> Iterator[list[Media]]:
@@ -374,17 +298,9 @@ def _groups(media: list[Media], batch_size: int) -> Iterator[list[Media]]:
         yield images
 
 
-def _announced_frames(media: list[Media], max_frames: int | None) -> int | None:
-    """Frames the progress bar expects: images count one, videos their announced length."""
-    total = 0
-    for item in media:
-        if item.kind == "webcam" and max_frames is None:
-            return None
-        if item.kind == "video":
-            capture = cv2.VideoCapture(item.location)
-            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-            capture.release()
-            total += min(count, max_frames) if max_frames else count
-        else:
-            total += 1 if item.kind == "image" else max_frames
-    return total
+def _frames_before_opening(media: list[Media], max_frames: int | None) -> int | None:
+    """The progress bar's total before any video is opened (each adds its announced length
+    when it is): an image counts one, a webcam ``max_frames`` (``None``: no total)."""
+    if max_frames is None and any(m.kind == "webcam" for m in media):
+        return None
+    return sum(1 if m.kind == "image" else max_frames if m.kind == "webcam" else 0 for m in media)

@@ -1,14 +1,21 @@
-"""Face tracks across video frames: boxes follow faces between searches and keep an id."""
+"""Face tracks across video frames: boxes follow faces between searches and keep an id.
+
+A tracker is anything with :class:`Tracker`'s two methods; ``emotion-detect`` makes a new one
+per video from the ``tracker`` config group (``tracker=flow``: :class:`FaceTracker`,
+``tracker=none``: :class:`NoTracker`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from emotion_lightning.faces.boxes import match_pairs
 from emotion_lightning.faces.detector import Detections
+from emotion_lightning.images import to_gray
 
 # 4 pyramid levels with a 21 px window follow motions up to ~80 px a frame (a fast pan)
 _FLOW = {"winSize": (21, 21), "maxLevel": 3,
@@ -62,6 +69,35 @@ def follow_boxes(
     return moved_boxes
 
 
+class Tracker(Protocol):
+    """Follows the faces of one video, frame by frame in order."""
+
+    def update(
+        self, frame: np.ndarray, found: Detections | None
+    ) -> tuple[Detections, list[int | None]] | None:
+        """The faces of the next frame (RGB or gray, uint8) and their track ids; ``found`` holds
+        the frame's detections when it was searched, ``None`` when it was not. ``None`` back:
+        no faces of the tracker's own for this frame (the last ones stay drawn, no rows)."""
+        ...
+
+    def smooth(self, ids: list[int | None], probabilities: np.ndarray) -> np.ndarray:
+        """The class probabilities to show for the faces ``ids`` of the frame just updated."""
+        ...
+
+
+class NoTracker:
+    """No tracking: a searched frame's faces stay drawn until the next search; only searched
+    frames get rows, and faces get no track id."""
+
+    def update(
+        self, frame: np.ndarray, found: Detections | None
+    ) -> tuple[Detections, list[int | None]] | None:
+        return None if found is None else (found, [None] * len(found))
+
+    def smooth(self, ids: list[int | None], probabilities: np.ndarray) -> np.ndarray:
+        return probabilities
+
+
 @dataclass
 class Track:
     """One face followed across frames."""
@@ -89,7 +125,7 @@ class FaceTracker:
     motion of those that can (a camera pan), or stays where it was when none can.
 
     Args:
-        min_iou: overlap a detection needs with a track's box to continue it.
+        min_iou: overlap (IoU) a detection needs with a track's box to continue it.
         smoothing: weight of the past in each track's running average of class
             probabilities (0: none; 0.7 averages over roughly the last 3 frames).
     """
@@ -97,6 +133,8 @@ class FaceTracker:
     def __init__(self, min_iou: float = 0.3, smoothing: float = 0.0) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if not 0.0 < min_iou <= 1.0:
+            raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
         self.min_iou = min_iou
         self.smoothing = smoothing
         self.tracks: list[Track] = []
@@ -104,9 +142,10 @@ class FaceTracker:
         self._previous: np.ndarray | None = None
         self._smoothed: dict[int, np.ndarray] = {}
 
-    def update(self, gray: np.ndarray, found: Detections | None) -> tuple[Detections, list[int]]:
-        """The faces of the next frame (``gray``, uint8) and their track ids; ``found`` holds
-        the frame's detections when it was searched, ``None`` when it was not."""
+    def update(self, frame: np.ndarray, found: Detections | None) -> tuple[Detections, list[int]]:
+        """The faces of the next frame (RGB or gray, uint8) and their track ids; ``found``
+        holds the frame's detections when it was searched, ``None`` when it was not."""
+        gray = to_gray(frame)
         if self._previous is not None and self._previous.shape == gray.shape:
             lost, shifts = [], []
             followed = follow_boxes(self._previous, gray, [t.box for t in self.tracks])

@@ -4,6 +4,7 @@ from emotion_lightning.faces.align import AlignedCrop, align_face
 from emotion_lightning.faces.boxes import box_iou, match_boxes, square_box
 from emotion_lightning.faces.build import FaceDatasetBuilder
 from emotion_lightning.faces.crop import crop_face, crop_square
+from emotion_lightning.faces.cropper import FaceCrop
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.exclusions import (
     EXCLUDE_NAME,
@@ -19,6 +20,7 @@ __all__ = [
     "AlignedCrop",
     "POLICIES",
     "Detections",
+    "FaceCrop",
     "FaceChoice",
     "FaceDatasetBuilder",
     "FaceDetector",

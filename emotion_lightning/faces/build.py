@@ -22,13 +22,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from emotion_lightning.constants import canonical_emotion
-from emotion_lightning.faces.align import align_face
-from emotion_lightning.faces.crop import crop_face
+from emotion_lightning.faces.class_folders import class_folder_files
+from emotion_lightning.faces.cropper import FaceCrop
 from emotion_lightning.faces.detector import Detections, FaceDetector
 from emotion_lightning.faces.policy import POLICIES, choose_face
 from emotion_lightning.faces.report import REPORT_NAME, ReportWriter, read_report, repair_report
 from emotion_lightning.images import (
-    FER_SIZE,
     DecodedImage,
     UnreadableImage,
     decode_image,
@@ -50,29 +49,21 @@ class Source:
 
 
 def find_sources(raw_dir: str | Path, classes: Sequence[str] | None = None) -> list[Source]:
-    """Every file under ``raw_dir/<label>/`` (hidden files skipped), sorted; links that are
-    not files (dangling, loops, to a folder) are sources too, so they get a report row.
+    """Every file under ``raw_dir/<label>/`` (:func:`class_folder_files`: hidden files
+    skipped), sorted; links that are not files (dangling, loops, to a folder) are sources
+    too, so they get a report row.
 
     ``classes`` limits the labels; folder names are mapped to canonical emotion names.
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"raw_dir {raw_dir} does not exist; run emotion-scrape first")
-    wanted = {canonical_emotion(c) for c in classes} if classes else None
-    sources = []
-    for folder in sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        label = canonical_emotion(folder.name)
-        if wanted is not None and label not in wanted:
-            continue
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(raw_dir)
-            if (path.is_file() or path.is_symlink()) and not any(
-                    part.startswith(".") for part in relative.parts):
-                sources.append(Source(relative.as_posix(), label))
+    sources = [Source(path.relative_to(raw_dir).as_posix(), label)
+               for path, label in class_folder_files(raw_dir, classes)]
     if not sources:
         raise ValueError(
             f"no images in {raw_dir}/<label>/ folders"
-            + (f" for classes {sorted(wanted)}" if wanted else "")
+            + (f" for classes {sorted(canonical_emotion(c) for c in classes)}" if classes else "")
         )
     return sources
 
@@ -97,16 +88,15 @@ class FaceDatasetBuilder:
     Args:
         detector: the face detector; its ``min_prob`` decides which faces are confident.
         policy: ``exactly_one`` (drop photos with several confident faces) or ``largest``.
-        min_face_px: drop faces whose longer side is smaller (in the detected image).
-        size: crop side in pixels (48, like FER2013).
-        margin: extra fraction of the face box around the crop (0 matches FER framing).
-        max_side: downscale larger photos to this longer side before detection.
+        min_face_px: drop faces whose longer side is smaller (in the decoded photo).
+        crop: how the kept face is cut (default :class:`FaceCrop`: 48 px, by its landmarks:
+            eyes level, FER framing, measured better than the box for stage 2); faces with
+            implausible landmarks keep the box crop, and the report's ``crop_style`` says
+            which and why.
+        max_side: decode larger photos downscaled to this longer side (detection and crops
+            use that copy).
         chunk_size: photos decoded and detected together.
         near_duplicate_distance: pHash bits within which two crops are the same face photo.
-        align: cut faces by their landmarks (eyes level, FER framing:
-            :mod:`~emotion_lightning.faces.align`; measured better than the box for stage 2)
-            instead of their box; faces with implausible landmarks keep the box crop, and the
-            report's ``crop_style`` says which and why.
     """
 
     def __init__(
@@ -114,12 +104,10 @@ class FaceDatasetBuilder:
         detector: FaceDetector,
         policy: str = "exactly_one",
         min_face_px: int = 40,
-        size: int = FER_SIZE,
-        margin: float = 0.0,
+        crop: FaceCrop | None = None,
         max_side: int = 1024,
         chunk_size: int = 64,
         near_duplicate_distance: int = 3,
-        align: bool = True,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown face policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -128,12 +116,10 @@ class FaceDatasetBuilder:
         self.detector = detector
         self.policy = policy
         self.min_face_px = min_face_px
-        self.size = size
-        self.margin = margin
+        self.crop = crop or FaceCrop()
         self.max_side = max_side
         self.chunk_size = chunk_size
         self.near_duplicate_distance = near_duplicate_distance
-        self.align = align
 
     def build(
         self,
@@ -175,11 +161,12 @@ class FaceDatasetBuilder:
     def _check_same_style(self, rows: list[dict[str, str]], out_dir: Path) -> None:
         """Refuse to resume a build whose crops were cut the other way (box vs landmarks)."""
         for row in rows:
-            if row["status"] == "kept" and _is_aligned(row.get("crop_style", "")) != self.align:
+            align = self.crop.align
+            if row["status"] == "kept" and _is_aligned(row.get("crop_style", "")) != align:
                 raise ValueError(
-                    f"{out_dir} holds crops cut {'by box' if self.align else 'by landmarks'} "
-                    f"(e.g. {row['crop']}) but align={self.align}: build into a new out_dir, or "
-                    f"pass align={not self.align} to resume it"
+                    f"{out_dir} holds crops cut {'by box' if align else 'by landmarks'} "
+                    f"(e.g. {row['crop']}) but face_crop.align={align}: build into a new "
+                    f"out_dir, or pass face_crop.align={not align} to resume it"
                 )
 
     def _process(
@@ -265,11 +252,7 @@ class FaceDatasetBuilder:
         if not choice.kept:
             return _dropped(row, choice.reason, "")
         box, landmarks = faces.boxes[choice.index], faces.landmarks[choice.index]
-        if self.align:
-            aligned = align_face(image.rgb, box, landmarks, self.size, self.margin)
-            crop, row["crop_style"] = aligned.image, aligned.style
-        else:
-            crop, row["crop_style"] = crop_face(image.rgb, box, self.size, self.margin), "box"
+        crop, row["crop_style"] = self.crop.cut(image.rgb, box, landmarks)
         crop_hash = phash(crop)
         relpath = f"{source.label}/{crop_name(source.relpath)}"
         earlier = index.claim(relpath, source.label, sha, crop_hash)

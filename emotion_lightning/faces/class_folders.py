@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from emotion_lightning.constants import canonical_emotion
@@ -14,6 +15,23 @@ log = logging.getLogger(__name__)
 REVIEW_DIR = "review"
 
 
+def class_folder_files(root: Path, classes: Sequence[str] | None = None) -> list[tuple[Path, str]]:
+    """(path, canonical label) of every file or link under ``root/<label>/``, sorted: hidden
+    files and folders and the ``review`` folder are left out; ``classes`` limits the labels."""
+    wanted = {canonical_emotion(c) for c in classes} if classes else None
+    found = []
+    for folder in sorted(p for p in root.iterdir()
+                         if p.is_dir() and not p.name.startswith(".") and p.name != REVIEW_DIR):
+        label = canonical_emotion(folder.name)
+        if wanted is not None and label not in wanted:
+            continue
+        for path in sorted(folder.rglob("*")):
+            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+            if (path.is_file() or path.is_symlink()) and not hidden:
+                found.append((path, label))
+    return found
+
+
 def list_class_folders(root: Path) -> list[tuple[str, str]]:
     """(relative path, canonical label) of every image under ``root/<label>/``, sorted."""
     if not root.is_dir():
@@ -23,14 +41,11 @@ def list_class_folders(root: Path) -> list[tuple[str, str]]:
         )
     entries = []
     ignored: list[Path] = []
-    for folder in sorted(p for p in root.iterdir()
-                         if p.is_dir() and not p.name.startswith(".") and p.name != REVIEW_DIR):
-        label = canonical_emotion(folder.name)
-        for file in sorted(folder.rglob("*")):
-            if file.suffix.lower() in STILL_IMAGE_SUFFIXES and file.is_file():
-                entries.append((file.relative_to(root).as_posix(), label))
-            elif file.is_file() and not file.name.startswith(".") and file.suffix != ".tmp":
-                ignored.append(file)
+    for file, label in class_folder_files(root):
+        if file.suffix.lower() in STILL_IMAGE_SUFFIXES and file.is_file():
+            entries.append((file.relative_to(root).as_posix(), label))
+        elif file.is_file() and file.suffix != ".tmp":
+            ignored.append(file)
     if ignored:
         log.warning("skipped %d file(s) of unsupported types (not %s) in the class folders of "
                     "%s, e.g. %s", len(ignored), "/".join(sorted(STILL_IMAGE_SUFFIXES)), root,

@@ -3,7 +3,6 @@ targets), evaluated per class."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from torch import nn
 
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.registry import create_backbone
-from emotion_lightning.models.schedules import time_budget_progress
+from emotion_lightning.models.schedules import SCHEDULER_INTERVALS, scheduler_config
 from emotion_lightning.models.scoring import ClassScoring, hard_labels
 from emotion_lightning.models.test_time import average_probabilities, resized
 from emotion_lightning.models.weights import (
@@ -61,10 +60,13 @@ class EmotionClassifier(ClassScoring):
         decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
             with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
-        scheduler: ``optimizer -> LRScheduler``, stepped every optimizer step when it takes
-            ``total_steps`` (given the run's step count) or ``progress`` (given the spent share
-            of ``trainer.max_time``: :func:`~emotion_lightning.models.schedules.warmup_cosine_time`),
-            otherwise every epoch.
+        scheduler: ``optimizer -> LRScheduler`` (a Hydra partial), called and stepped as
+            ``scheduler_interval`` says.
+        scheduler_interval: ``step`` (the default: the factory also gets ``total_steps``, the
+            fit's optimizer steps, as :func:`~emotion_lightning.models.schedules.warmup_cosine`
+            wants; stepped every step), ``time`` (it gets ``progress``, the spent share of
+            ``trainer.max_time``: ``warmup_cosine_time``; every step) or ``epoch`` (the
+            optimizer alone; every epoch: torch's StepLR, ...).
         teacher: classifier checkpoints whose averaged softened probabilities the model also
             learns (knowledge distillation, Hinton et al.): loaded when fitting starts, frozen,
             not saved with the model; they must have this model's ``class_names``.
@@ -98,6 +100,7 @@ class EmotionClassifier(ClassScoring):
         compile: bool | str = False,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "step",
         initialised_from: dict | None = None,
     ) -> None:
         super().__init__()
@@ -113,6 +116,9 @@ class EmotionClassifier(ClassScoring):
         if not 0 <= test_time_crop <= image_size or (test_time_crop and test_time_shift):
             raise ValueError(f"test_time_crop={test_time_crop}: give 0 (off) or a crop side up to "
                              f"image_size={image_size}, with test_time_shift=0")
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(f"model.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got "
+                             f"{scheduler_interval!r}")
         teacher = [str(t) for t in teacher] if teacher else []
         if teacher and not (distill_temperature > 0 and 0.0 < distill_weight <= 1.0):
             raise ValueError(f"model.distill_temperature must be > 0 and model.distill_weight in "
@@ -223,18 +229,9 @@ class EmotionClassifier(ClassScoring):
         optimizer = factory(self._parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
-        wants = inspect.signature(self.scheduler_factory).parameters
-        if "total_steps" in wants:
-            total = int(self.trainer.estimated_stepping_batches)
-            scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        elif "progress" in wants:
-            scheduler = self.scheduler_factory(optimizer, progress=time_budget_progress(self.trainer))
-        else:
-            return {"optimizer": optimizer,
-                    "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
-                                     "interval": "epoch"}}
         return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+                "lr_scheduler": scheduler_config(self.scheduler_factory, optimizer,
+                                                 self.hparams.scheduler_interval, self.trainer)}
 
     def _parameter_groups(self) -> list:
         """Trainable parameters; without decay on norm weights and biases unless configured."""

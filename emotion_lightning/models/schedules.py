@@ -57,6 +57,33 @@ def warmup_cosine_time(
     return LambdaLR(optimizer, lambda _: warmup_cosine_factor(progress(), warmup_fraction, min_factor))
 
 
+#: What a scheduler factory is called with, and when the scheduler steps (``model.scheduler_interval``):
+#: ``step``: ``factory(optimizer, total_steps=<the fit's optimizer steps>)``, stepped every step;
+#: ``time``: ``factory(optimizer, progress=<share of trainer.max_time spent>)``, every step;
+#: ``epoch``: ``factory(optimizer)``, every epoch (torch's StepLR, CosineAnnealingLR, ...).
+SCHEDULER_INTERVALS = ("step", "time", "epoch")
+
+
+def scheduler_config(factory, optimizer, interval: str, trainer) -> dict:
+    """Lightning's ``lr_scheduler`` entry for ``factory`` called as ``interval`` says."""
+    if interval not in SCHEDULER_INTERVALS:
+        raise ValueError(f"model.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got "
+                         f"{interval!r}")
+    inputs = {"step": lambda: {"total_steps": int(trainer.estimated_stepping_batches)},
+              "time": lambda: {"progress": time_budget_progress(trainer)},
+              "epoch": dict}[interval]()
+    try:
+        scheduler = factory(optimizer, **inputs)
+    except TypeError as error:
+        raise TypeError(
+            f"model.scheduler_interval={interval} calls the scheduler with the optimizer"
+            f"{''.join(f' and {k}' for k in inputs)}, which it does not take ({error}): use "
+            "step for schedules of total_steps (warmup_cosine), time for schedules of progress "
+            "(warmup_cosine_time), epoch for torch schedulers stepped every epoch"
+        ) from error
+    return {"scheduler": scheduler, "interval": "epoch" if interval == "epoch" else "step"}
+
+
 def time_budget_progress(trainer) -> Progress:
     """``() -> share of trainer.max_time spent in fit``, resume-safe (Lightning's Timer state).
 
@@ -66,7 +93,7 @@ def time_budget_progress(trainer) -> Progress:
     remaining = timer.time_remaining() if timer is not None else None
     if remaining is None:
         raise ValueError(
-            "a time-budgeted schedule (model.scheduler=warmup_cosine_time) needs a time budget: "
+            "a time-budgeted schedule (model.scheduler_interval=time) needs a time budget: "
             "set trainer.max_time, e.g. trainer.max_time=00:00:45:00 (DD:HH:MM:SS)"
         )
     budget = timer.time_elapsed() + remaining
