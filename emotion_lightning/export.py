@@ -3,8 +3,8 @@
 Both files take ``[N, 1, S, S]`` float32 gray faces normalised as in training
 (``(pixel / 255 - mean) / std``) and return ``[N, C]`` class probabilities (softmax; averaged
 over the mirrored, shifted or cropped faces when the checkpoint uses test-time views, as
-``predict_proba`` does; averaged over the members for an ensemble of checkpoints). The batch
-axis is dynamic.
+``predict_proba`` does; averaged over the members for an ensemble of checkpoints; divided by
+the training prior when the model has a prior correction). The batch axis is dynamic.
 ``<name>.json`` (and the ONNX file's ``metadata_props``) holds the class names, input size
 and normalisation, so the files can be used without this package.
 """
@@ -65,15 +65,34 @@ class MeanProbabilities(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
 
 
+class PriorCorrected(nn.Module):
+    """A probability model's outputs times ``weights`` (the training prior to the power
+    ``-prior_tau``), renormalised: the prior correction of ``predict_proba``."""
+
+    def __init__(self, model: nn.Module, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("weights", weights.detach().float().cpu().reshape(1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weighted = self.model(x) * self.weights
+        return weighted / weighted.sum(dim=1, keepdim=True)
+
+
 def probability_model(model: EmotionClassifier | ClassifierEnsemble) -> nn.Module:
     """A CPU copy of the network(s) with softmax averaged over the test-time views (and the
-    members of an ensemble), in eval mode: the probabilities of ``model.predict_proba``."""
+    members of an ensemble) and prior-corrected, in eval mode: the probabilities of
+    ``model.predict_proba``."""
     if isinstance(model, ClassifierEnsemble):
         size = int(model.hparams.image_size)
-        return MeanProbabilities([_single(m, None if int(m.hparams.image_size) == size
-                                          else int(m.hparams.image_size))
-                                  for m in model.members]).eval()
-    return _single(model, None)
+        out = MeanProbabilities([_single(m, None if int(m.hparams.image_size) == size
+                                         else int(m.hparams.image_size))
+                                 for m in model.members])
+    else:
+        out = _single(model, None)
+    if model.prior_tau:
+        out = PriorCorrected(out, torch.exp(-model.prior_tau * model.log_prior))
+    return out.eval()
 
 
 def _single(classifier: EmotionClassifier, image_size: int | None) -> ProbabilityModel:
@@ -104,6 +123,8 @@ def export_metadata(classifier: EmotionClassifier | ClassifierEnsemble,
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classifier.class_names)],
                    "meaning": "class probabilities (softmax), in class_names order"},
         **_views(classifier),
+        "prior_tau": classifier.prior_tau,
+        "training_prior": [round(float(p), 6) for p in classifier.log_prior.exp()],
         "arch": classifier.hparams.arch,
         "source_checkpoint": source,
     }
@@ -174,13 +195,14 @@ def export_classifier(
     name: str | None = None,
     opset: int = 17,
     overwrite: bool = False,
+    prior_tau: float | None = None,
 ) -> dict[str, Path]:
     """Export a checkpoint, or the ensemble of a list of them, to
     ``output_dir/<name>{.pt,.onnx}`` plus ``<name>.json``.
 
     ``name`` defaults to the checkpoint's stem (``<first stem>_ensemble<n>`` for a list).
     Returns the written paths by format (and ``"metadata"``). Refuses to replace existing
-    files unless ``overwrite``.
+    files unless ``overwrite``. ``prior_tau`` overrides the checkpoints' prior correction.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -191,7 +213,7 @@ def export_classifier(
     ckpts = [Path(p).expanduser() for p in (ckpt_path if many else [ckpt_path])]
     if name is not None:
         check_file_stem(name)
-    model = load_model(ckpts if many else ckpts[0])
+    model = load_model(ckpts if many else ckpts[0], prior_tau=prior_tau)
     output_dir = Path(output_dir)
     name = name or (f"{ckpts[0].stem}_ensemble{len(ckpts)}" if len(ckpts) > 1 else ckpts[0].stem)
     planned = {fmt: output_dir / f"{name}{FORMATS[fmt]}" for fmt in formats}

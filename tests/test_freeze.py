@@ -8,12 +8,24 @@ import torch
 
 from emotion_lightning.callbacks import FreezeAllButLastN, network_units
 from emotion_lightning.data import SyntheticDataModule
-from emotion_lightning.models import EmotionClassifier, build_gray_resnet
+from emotion_lightning.models import EmotionClassifier, FerVGG, build_gray_resnet
 
 
 @pytest.mark.parametrize(("unit", "count"), [("children", 10), ("blocks", 10), ("layers", 41)])
 def test_units_of_resnet18(unit, count):
     assert len(network_units(build_gray_resnet("resnet18", 5), unit)) == count
+
+
+def test_the_fer_vgg_freezes_by_its_conv_stages():
+    net = FerVGG(5)
+    blocks = network_units(net, "blocks")
+    assert blocks[:4] == list(net.features) and blocks[4:] == [net.classifier, net.fc]
+    model = EmotionClassifier(["angry", "happy"], arch="vgg_fer")
+    FreezeAllButLastN(3, unit="blocks").freeze_before_training(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("net.features.3.", "net.classifier.", "net.fc."))
+                             for n in trainable)
+    assert "net.features.3.0.weight" in trainable and "net.features.2.0.weight" not in trainable
 
 
 def _fit(tmp_path, callback, epochs=1, ckpt_path=None):
@@ -25,8 +37,8 @@ def _fit(tmp_path, callback, epochs=1, ckpt_path=None):
                         callbacks=[callback, L.pytorch.callbacks.ModelCheckpoint(
                             dirpath=tmp_path, save_last=True)])
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-    changed = {k for k, v in model.state_dict().items()
-               if k in before and not torch.equal(v, before[k])}
+    changed = {k for k, v in model.state_dict().items()  # log_prior: the data's, not a weight
+               if k in before and k != "log_prior" and not torch.equal(v, before[k])}
     return model, trainer, changed
 
 

@@ -17,7 +17,9 @@ def network_units(net: nn.Module, unit: str) -> list[nn.Module]:
 
     * ``children``: top-level modules (a ResNet has conv1, bn1, relu, maxpool, layer1-4,
       avgpool, fc: the original code's ``children()[:-3]`` froze all but layer4, avgpool, fc);
-    * ``blocks``: the stem (conv1+bn1), every residual block, and the head (fc);
+    * ``blocks``: the stem (conv1+bn1), every residual block, and the head (fc); a network
+      with a ``blocks()`` method gives its own (:class:`~emotion_lightning.models.FerVGG`:
+      its four conv stages, the hidden fully connected layers and the head);
     * ``layers``: parameterised leaf modules (convs, norms, linears) in registration order,
       the blog's "all but the last 11 layers".
     """
@@ -26,6 +28,8 @@ def network_units(net: nn.Module, unit: str) -> list[nn.Module]:
     if unit == "layers":
         return [m for m in net.modules() if not list(m.children()) and _has_params(m)]
     if unit == "blocks":
+        if callable(getattr(net, "blocks", None)):
+            return list(net.blocks())
         if isinstance(net, ResNet):
             stem = nn.ModuleList([net.conv1, net.bn1])
             blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]

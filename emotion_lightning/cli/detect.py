@@ -33,6 +33,7 @@ def detect(cfg: DictConfig) -> RunReport:
         test_time_flip=cfg.test_time_flip,
         test_time_shift=cfg.get("test_time_shift"),
         precision=cfg.precision,
+        prior_tau=cfg.get("prior_tau"),
     )
     annotator = MediaAnnotator(
         detector,

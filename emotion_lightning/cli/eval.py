@@ -17,6 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from emotion_lightning.callbacks import PriorCorrection
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
     checkpoint_paths,
@@ -42,12 +43,16 @@ def evaluate_checkpoint(
     test_time_flip: bool | None = None,
     test_time_shift: int | None = None,
     test_time_crop: int | None = None,
+    prior_tau: float | str | None = None,
+    prior_metric: str = "macro_f1",
 ) -> dict:
     """Evaluate a classifier checkpoint, or the ensemble of a list of them (probabilities
     averaged), on a configured datamodule's ``split``.
 
     The datamodule gets the model's class names and input size; the ``test_time_*``
-    arguments override the checkpoints' test-time views when not ``None``. Writes
+    arguments override the checkpoints' test-time views when not ``None``, and ``prior_tau``
+    their prior correction (``"auto"``: chosen on the validation split to maximise
+    ``prior_metric``, :class:`~emotion_lightning.callbacks.PriorCorrection`). Writes
     ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
     """
     if split not in EVAL_SPLITS:
@@ -55,15 +60,21 @@ def evaluate_checkpoint(
     many = not isinstance(ckpt_path, (str, Path))
     ckpts = [Path(p).expanduser() for p in (ckpt_path if many else [ckpt_path])]
     output_dir = Path(output_dir)
+    auto = str(prior_tau) == "auto"
     model = load_model(ckpts if many else ckpts[0], test_time_flip=test_time_flip,
-                       test_time_shift=test_time_shift, test_time_crop=test_time_crop)
+                       test_time_shift=test_time_shift, test_time_crop=test_time_crop,
+                       prior_tau=None if auto else prior_tau)
+    tuner = [PriorCorrection(metric=prior_metric)] if auto else []
     datamodule: L.LightningDataModule = instantiate(
         data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
     )
     resolve_precision(trainer_cfg)
-    trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[],
+    trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=tuner,
                                      default_root_dir=str(output_dir))
     result = score(model, datamodule, trainer, split)
+    result["prior_tau"] = model.prior_tau
+    if tuner:
+        result["prior_search"] = {"metric": prior_metric, "split": "val", "rows": tuner[0].table}
     result["ckpt_path"] = [str(p.resolve()) for p in ckpts] if many else str(ckpts[0].resolve())
     write_json(result, output_dir / "metrics.json")
     if trainer.is_global_zero:
@@ -82,7 +93,8 @@ def evaluate(cfg: DictConfig) -> dict:
     setup_parallelism(cfg)
     return evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), cfg.data, cfg.trainer, output_dir, cfg.split,
                                instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),
-                               cfg.get("test_time_shift"), cfg.get("test_time_crop"))
+                               cfg.get("test_time_shift"), cfg.get("test_time_crop"),
+                               cfg.get("prior_tau"), cfg.get("prior_metric", "macro_f1"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

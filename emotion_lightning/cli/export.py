@@ -20,12 +20,13 @@ from emotion_lightning.models.loading import load_model
 def export(cfg: DictConfig) -> dict[str, str]:
     """Export as configured; with ``verify``, fail when a file's outputs drift from PyTorch's."""
     ckpt = checkpoint_paths(cfg.ckpt_path)
+    prior_tau = cfg.get("prior_tau")
     paths = export_classifier(ckpt, cfg.output_dir, list(cfg.formats), cfg.name,
-                              cfg.opset, cfg.overwrite)
+                              cfg.opset, cfg.overwrite, prior_tau)
     for fmt, path in paths.items():
         log.info("%s: %s", fmt, path)
     if cfg.verify:
-        classifier = load_model(ckpt)
+        classifier = load_model(ckpt, prior_tau=prior_tau)
         for fmt, diff in max_abs_difference(classifier, paths).items():
             log.info("%s max |probability difference| vs PyTorch: %.2e", fmt, diff)
             if diff > cfg.tolerance:

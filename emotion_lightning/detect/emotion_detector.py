@@ -84,15 +84,16 @@ class EmotionDetector:
         test_time_flip: bool | None = None,
         test_time_shift: int | None = None,
         precision: str = "auto",
+        prior_tau: float | None = None,
     ) -> EmotionDetector:
         """A detector from an ``EmotionClassifier`` checkpoint (or a list of them: their
         ensemble); ``face_finder`` defaults to MTCNN (:class:`FaceDetector`) on ``device``.
 
-        ``test_time_flip``/``test_time_shift`` override the checkpoint's settings when not
-        ``None``.
+        ``test_time_flip``/``test_time_shift``/``prior_tau`` override the checkpoint's
+        settings when not ``None``.
         """
         device = resolve_device(device)
-        classifier = load_model(path, device, test_time_flip, test_time_shift)
+        classifier = load_model(path, device, test_time_flip, test_time_shift, prior_tau=prior_tau)
         return cls(classifier, face_finder or FaceDetector(device=device), crop, precision)
 
     @property

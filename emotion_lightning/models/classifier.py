@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
+from emotion_lightning.models.prior import training_log_prior
 from emotion_lightning.models.registry import create_backbone
 from emotion_lightning.models.schedules import SCHEDULER_INTERVALS, scheduler_config
 from emotion_lightning.models.scoring import ClassScoring, hard_labels
@@ -57,6 +58,10 @@ class EmotionClassifier(ClassScoring):
             with the flip. 0: off. Validation during fit (every epoch) uses the flip only.
         test_time_crop: in test/predict, average over the four corner and the centre crops of
             this many pixels instead (ten-crop with the flip; 0: off; not with the shifts).
+        prior_tau: divide the probabilities by the training class prior (counts times class
+            weights, recorded when fitting starts) to this power: 0 leaves them as they are,
+            1 aims at balanced accuracy (:mod:`~emotion_lightning.models.prior`). The
+            ``prior_correction`` callback chooses it on validation before testing.
         decay_norm_and_bias: ``False`` puts BatchNorm weights and all biases in a parameter group
             with ``weight_decay=0`` (the optimizer's weight decay then applies to weights only).
         optimizer: ``params -> Optimizer`` (a Hydra partial); default AdamW(lr=1e-3).
@@ -93,6 +98,7 @@ class EmotionClassifier(ClassScoring):
         test_time_flip: bool = False,
         test_time_shift: int = 0,
         test_time_crop: int = 0,
+        prior_tau: float = 0.0,
         decay_norm_and_bias: bool = True,
         teacher: Sequence[str] | None = None,
         distill_temperature: float = 4.0,
@@ -116,6 +122,8 @@ class EmotionClassifier(ClassScoring):
         if not 0 <= test_time_crop <= image_size or (test_time_crop and test_time_shift):
             raise ValueError(f"test_time_crop={test_time_crop}: give 0 (off) or a crop side up to "
                              f"image_size={image_size}, with test_time_shift=0")
+        if prior_tau < 0:
+            raise ValueError(f"model.prior_tau must be >= 0 (0: no prior correction), got {prior_tau}")
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise ValueError(f"model.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got "
                              f"{scheduler_interval!r}")
@@ -149,24 +157,31 @@ class EmotionClassifier(ClassScoring):
             x = x.contiguous(memory_format=torch.channels_last)
         return (self._compiled[0] if self._compiled else self.net)(x)
 
-    def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
+    def predict_proba(self, x: torch.Tensor, shifts: bool = True,
+                      corrected: bool = True) -> torch.Tensor:
         """Class probabilities averaged over the test-time views (``test_time_flip``, and
-        ``test_time_shift`` or ``test_time_crop`` unless ``shifts=False``)."""
+        ``test_time_shift`` or ``test_time_crop`` unless ``shifts=False``), prior-corrected
+        (``prior_tau``) unless ``corrected=False``."""
         shift = self.hparams.test_time_shift if shifts else 0
         crop = self.hparams.test_time_crop if shifts else 0
-        return average_probabilities(self, x, self.hparams.test_time_flip, shift, crop)
+        probs = average_probabilities(self, x, self.hparams.test_time_flip, shift, crop)
+        return self.corrected(probs) if corrected else probs
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if self.hparams.class_weights == "balanced":
-            datamodule = self.trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "class_counts"):
-                raise ValueError("class_weights=balanced needs a datamodule with class_counts()")
+        datamodule = self.trainer.datamodule
+        counts = None
+        if datamodule is not None and hasattr(datamodule, "class_counts"):
             counts = torch.tensor(datamodule.class_counts("train"), dtype=torch.float32)
+        if self.hparams.class_weights == "balanced":
+            if counts is None:
+                raise ValueError("class_weights=balanced needs a datamodule with class_counts()")
             weights = counts.sum() / (len(counts) * counts.clamp(min=1))
             self.class_weight.copy_(weights.to(self.class_weight.device))
             log.info("balanced class weights: %s",
                      dict(zip(self.class_names, [round(w, 3) for w in weights.tolist()])))
+        if counts is not None:  # the prior the loss sees, for prior correction
+            self.log_prior.copy_(training_log_prior(counts, self.class_weight).to(self.log_prior))
 
         self._teachers = [EmotionClassifier.from_checkpoint(path, self.device).requires_grad_(False)
                           for path in self.hparams.get("teacher") or []]
@@ -254,6 +269,7 @@ class EmotionClassifier(ClassScoring):
         hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
                    if k not in RETIRED_HPARAMS}
         model = cls(**hparams)
+        model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"])
         return model.to(map_location).eval()
 

@@ -38,17 +38,24 @@ class ClassifierEnsemble(ClassScoring):
             "image_size": max(int(m.hparams.image_size) for m in members),
             "sources": list(sources or []),
             "arch": "+".join(m.hparams.arch for m in members),
+            "prior_tau": sum(m.prior_tau for m in members) / len(members),
         }, logger=False)
         self.init_scoring(len(names))
+        # the members' training priors, averaged (each member is trained on its own data)
+        self.log_prior.copy_(torch.stack([m.log_prior.exp() for m in members]).mean(dim=0).log())
+        self.prior_recorded = all(m.prior_recorded for m in members)
         self.requires_grad_(False)
 
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams.class_names)
 
-    def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
-        """The members' :meth:`EmotionClassifier.predict_proba`, averaged."""
-        probs = []
-        for member in self.members:
-            probs.append(member.predict_proba(resized(x, int(member.hparams.image_size)), shifts))
-        return torch.stack(probs).mean(dim=0)
+    def predict_proba(self, x: torch.Tensor, shifts: bool = True,
+                      corrected: bool = True) -> torch.Tensor:
+        """The members' uncorrected :meth:`EmotionClassifier.predict_proba`, averaged, then
+        prior-corrected with the ensemble's ``prior_tau`` (by default the members' mean)
+        unless ``corrected=False``."""
+        probs = torch.stack([
+            member.predict_proba(resized(x, int(member.hparams.image_size)), shifts, corrected=False)
+            for member in self.members]).mean(dim=0)
+        return self.corrected(probs) if corrected else probs

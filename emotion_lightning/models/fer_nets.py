@@ -41,6 +41,11 @@ class FerVGG(nn.Module):
     def forward(self, x):
         return self.fc(self.classifier(self.pool(self.features(x))))
 
+    def blocks(self) -> list[nn.Module]:
+        """The units layer freezing counts (``unit=blocks``): each conv stage, the hidden fully
+        connected layers, the head."""
+        return [*self.features, self.classifier, self.fc]
+
 
 def cifar_resnet(arch: str, num_classes: int) -> models.ResNet:
     """A torchvision ResNet with a 1-channel 3x3 stride-1 stem and no max-pool."""

@@ -20,6 +20,7 @@ from torchmetrics import ConfusionMatrix, MaxMetric, MeanMetric, MetricCollectio
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from emotion_lightning.data.presets import normalize_batch
+from emotion_lightning.models.prior import correct_prior
 from emotion_lightning.models.reporting import per_class_scores
 
 
@@ -46,7 +47,8 @@ class ClassScoring(L.LightningModule):
 
     Subclasses call :meth:`init_scoring` in ``__init__`` and define ``predict_proba(x,
     shifts)``, ``class_names`` and ``hparams.image_size``; their class weights, if any, are
-    the buffer ``class_weight``.
+    the buffer ``class_weight``. A subclass with ``hparams.prior_tau`` corrects its
+    probabilities by the buffer ``log_prior`` (:meth:`corrected`).
     """
 
     def init_scoring(self, num_classes: int) -> None:
@@ -59,6 +61,9 @@ class ClassScoring(L.LightningModule):
         self.losses = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.by_dataset = nn.ModuleDict()  # "<stage>_<dataset>": scores, made by setup()
         self.val_acc_best = MaxMetric()
+        # log class prior of the training data (prior correction); uniform until a fit sets it
+        self.register_buffer("log_prior", torch.full((num_classes,), -float(np.log(num_classes))))
+        self.prior_recorded = True  # False: loaded from a checkpoint saved without a prior
         self._confusion_matrices: dict[str, list[list[int]]] = {}
         self._dataset_names: list[str] = []
 
@@ -76,6 +81,23 @@ class ClassScoring(L.LightningModule):
 
     def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define predict_proba")
+
+    @property
+    def prior_tau(self) -> float:
+        """How strongly probabilities are divided by the training prior (0: not at all)."""
+        return float(self.hparams.get("prior_tau") or 0.0)
+
+    def corrected(self, probs: torch.Tensor) -> torch.Tensor:
+        """``probs`` divided by the training prior to the power :attr:`prior_tau`
+        (:func:`~emotion_lightning.models.prior.correct_prior`)."""
+        return correct_prior(probs, self.log_prior, self.prior_tau)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints from before prior correction have no log_prior: keep the uniform one
+        state = checkpoint.get("state_dict")
+        if state is not None and "log_prior" not in state:
+            state["log_prior"] = self.log_prior.detach().clone()
+            self.prior_recorded = False
 
     @torch.inference_mode()
     def predict_faces(self, crops: Sequence[np.ndarray], chunk_size: int = 64) -> np.ndarray:
