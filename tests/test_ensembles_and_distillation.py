@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.data import SyntheticDataModule
+from emotion_lightning.data.base import SoftTargetDataset
+from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.detect import EmotionDetector
 from emotion_lightning.export import export_classifier, max_abs_difference
 from emotion_lightning.faces import FaceCrop
@@ -133,6 +136,39 @@ def test_a_student_learns_the_teachers_softened_average(pair, tmp_path):
     trainer.save_checkpoint(tmp_path / "student.ckpt")
     loaded = EmotionClassifier.from_checkpoint(tmp_path / "student.ckpt")
     assert loaded._teachers == [] and loaded.hparams.teacher == [str(p) for p in pair]
+
+
+def test_offline_distillation_labels_the_training_faces_once(pair, monkeypatch):
+    model, data, trainer = _student([str(p) for p in pair], distill_temperature=2.0,
+                                    distill_weight=0.6, distill_offline=True)
+    calls = []
+    original = EmotionClassifier.forward
+    monkeypatch.setattr(EmotionClassifier, "forward",
+                        lambda self, x: calls.append(self is model) or original(self, x))
+    with one_torch_thread():
+        trainer.fit(model, datamodule=data)
+    # the teachers ran once each on the 16 training faces (one batch), then never again
+    assert calls.count(False) == 2 and calls[:2] == [False, False] and all(calls[2:])
+    assert model._teachers == [] and len(calls) > 2
+    train = data.datasets["train"]
+    assert isinstance(train, SoftTargetDataset)
+    teachers = [load_model(p) for p in pair]
+    faces, labels = train.images, train.labels
+    x = normalize_batch(faces, 48)
+    with torch.no_grad():
+        soft = torch.stack([F.softmax(t(x) / 2.0, dim=1) for t in teachers]).mean(0).numpy()
+    expected = 0.4 * np.eye(len(CLASSES))[labels] + 0.6 * soft
+    np.testing.assert_allclose(train.targets, expected, atol=1e-5)
+    assert data.class_counts("train") == np.bincount(labels, minlength=5).tolist()
+    _, y = train[0]
+    assert y.dtype == torch.float32 and y.shape == (5,)
+
+
+def test_offline_distillation_needs_the_dataloader_path(pair):
+    model, data, trainer = _student([str(pair[0])], distill_offline=True)
+    data.loader = "device"
+    with one_torch_thread(), pytest.raises(ValueError, match="data.loader=workers"):
+        trainer.fit(model, datamodule=data)
 
 
 def test_teachers_of_other_classes_and_bad_settings_are_refused(pair, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -16,6 +17,7 @@ from emotion_lightning.models.prior import (
     training_log_prior,
 )
 from emotion_lightning.models.scoring import hard_labels
+from emotion_lightning.records import write_json
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ class PriorCorrection(L.Callback):
     (:mod:`emotion_lightning.models.prior`). The test split is never looked at.
 
     Logs ``prior/tau``, and ``prior/val_<metric>`` for the chosen tau and for tau 0
-    (``..._uncorrected``). A model loaded from a checkpoint saved before prior correction
+    (``..._uncorrected``); writes every tau's scores (per-class recall too) to
+    ``<trainer.default_root_dir>/prior_search.json``. A model loaded from a checkpoint saved before prior correction
     existed (``prior_recorded`` false) gets the datamodule's training class counts (times
     its class weights) as its prior. The model needs ``log_prior`` and ``predict_proba(x, shifts,
     corrected)`` (:class:`~emotion_lightning.models.EmotionClassifier`,
@@ -42,7 +45,8 @@ class PriorCorrection(L.Callback):
         if any(t < 0 for t in self.taus):
             raise ValueError(f"callbacks.prior_correction.taus must be >= 0, got {list(self.taus)}")
         self.metric = metric
-        self.table: list[dict] = []
+        self.table: list[dict] = []  # the last choice: every tau's validation scores
+        self.faces = 0  # and how many validation faces it scored
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._choose(trainer, pl_module)
@@ -67,6 +71,7 @@ class PriorCorrection(L.Callback):
             log.info("prior correction: the checkpoint records no training prior; using the "
                      "datamodule's training class counts")
         probs, labels = validation_probabilities(trainer, pl_module, datamodule.val_dataloader())
+        self.faces = len(labels)
         tau, self.table = choose_prior_tau(probs, labels, pl_module.log_prior, self.taus,
                                            self.metric)
         pl_module.hparams.prior_tau = tau
@@ -81,21 +86,29 @@ class PriorCorrection(L.Callback):
             if plain is not None:
                 values[f"prior/val_{key}_uncorrected"] = plain[key]
         pl_module.log_dict(values, sync_dist=False)
+        if trainer.is_global_zero:
+            write_json({"metric": self.metric, "split": "val", "faces": self.faces, "tau": tau,
+                        "classes": list(pl_module.class_names), "rows": self.table},
+                       Path(trainer.default_root_dir) / "prior_search.json")
 
 
 @torch.inference_mode()
 def validation_probabilities(trainer: L.Trainer, pl_module: L.LightningModule, loaders
                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Uncorrected class probabilities (with the test-time views) and hard labels of every
-    batch of ``loaders`` (one or a list), gathered from every process, on the CPU."""
+    """Uncorrected class probabilities (with the test-time views) and hard labels of the
+    batches of ``loaders`` (one or a list; as many as ``trainer.limit_val_batches`` allows, so
+    ``fast_dev_run`` reads one), gathered from every process, on the CPU."""
     loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    limit = trainer.limit_val_batches
     was_training = pl_module.training
     pl_module.eval()
     probs, labels = [], []
     try:
         with trainer.precision_plugin.test_step_context():
             for loader in loaders:
-                for batch in loader:
+                for i, batch in enumerate(loader):
+                    if i >= _batch_limit(limit, loader):
+                        break
                     x, y = trainer.strategy.batch_to_device(batch)
                     probs.append(pl_module.predict_proba(x, shifts=True, corrected=False).float())
                     labels.append(hard_labels(y))
@@ -105,6 +118,15 @@ def validation_probabilities(trainer: L.Trainer, pl_module: L.LightningModule, l
     if trainer.world_size > 1:
         probs, labels = _gathered(pl_module, probs), _gathered(pl_module, labels)
     return probs.cpu(), labels.cpu()
+
+
+def _batch_limit(limit: int | float, loader) -> float:
+    """How many batches of ``loader`` ``limit`` (a count, or a share of its batches) allows."""
+    if isinstance(limit, int):
+        return limit
+    if limit >= 1.0:
+        return float("inf")
+    return max(1, int(limit * len(loader)))
 
 
 def _gathered(pl_module: L.LightningModule, rows: torch.Tensor) -> torch.Tensor:

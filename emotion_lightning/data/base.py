@@ -44,6 +44,24 @@ class ArrayDataset(Dataset):
         return self.transform(np.asarray(self.images[index])), int(self.labels[index])
 
 
+class SoftTargetDataset(ArrayDataset):
+    """:class:`ArrayDataset` whose targets are float32 class probabilities ``[C]`` (FER+ vote
+    distributions, a teacher's soft labels); ``labels`` (default: each row's most likely
+    class) are what class counts and balanced weights read."""
+
+    def __init__(self, images, targets: np.ndarray, transform,
+                 labels: np.ndarray | None = None) -> None:
+        targets = np.asarray(targets, np.float32)
+        super().__init__(images, targets.argmax(axis=1) if labels is None else labels, transform)
+        if targets.shape[0] != len(self.labels):
+            raise ValueError(f"{targets.shape[0]} target rows for {len(self.labels)} images")
+        self.targets = targets
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, _ = super().__getitem__(index)
+        return image, torch.from_numpy(self.targets[index])
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -268,6 +286,23 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
             counts = np.bincount(ds.labels, minlength=len(self.class_names))
             parts.append(f"{split}={len(ds)} " + dict(zip(self.class_names, counts.tolist())).__repr__())
         return "; ".join(parts)
+
+    def train_faces(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training split's uint8 faces ``[N, H, W]`` and int labels, unaugmented."""
+        self.setup("fit")
+        train = self.datasets["train"]
+        return train.images, train.labels
+
+    def set_train_targets(self, targets: np.ndarray) -> None:
+        """Train on class probabilities ``targets`` (``[N, C]``, in :meth:`train_faces`
+        order) instead of the labels: soft labels, e.g. a teacher's for distillation. Only the
+        DataLoader path carries them (``loader=workers``)."""
+        if self.loader != "workers":
+            raise ValueError("soft training targets need data.loader=workers (the device loader "
+                             "carries one label per image)")
+        train = self.datasets["train"]
+        self.datasets["train"] = SoftTargetDataset(train.images, targets, train.transform,
+                                                   labels=train.labels)
 
     def class_counts(self, split: str = "train") -> list[int]:
         """Samples per class in ``split`` (used for balanced class weights)."""

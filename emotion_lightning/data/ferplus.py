@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from emotion_lightning.constants import DEFAULT_CLASSES, canonical_emotion
 from emotion_lightning.data.base import (
-    ArrayDataset,
     GrayImageDataModule,
     LoaderOptions,
+    SoftTargetDataset,
     select_classes,
 )
 from emotion_lightning.data.cache import DEFAULT_CACHE_DIR
@@ -97,19 +96,6 @@ def majority_labels(votes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray
                "a tie for the most votes": (top > 0) & (winners > 1)}
     out = np.where(dropped["no votes"] | dropped["a tie for the most votes"] | (label >= 8), -1, label)
     return out, dropped
-
-
-class VoteDataset(ArrayDataset):
-    """:class:`ArrayDataset` whose targets are float32 vote distributions ``[C]``; ``labels``
-    holds each row's dominant class (for class counts and balanced weights)."""
-
-    def __init__(self, images, targets: np.ndarray, transform) -> None:
-        super().__init__(images, np.asarray(targets).argmax(axis=1), transform)
-        self.targets = np.asarray(targets, np.float32)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, _ = super().__getitem__(index)
-        return image, torch.from_numpy(self.targets[index])
 
 
 class FERPlusDataModule(GrayImageDataModule):
@@ -208,5 +194,6 @@ class FERPlusDataModule(GrayImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
         train = self.datasets.get("train")
-        if self.label_mode == "probability" and train is not None and not isinstance(train, VoteDataset):
-            self.datasets["train"] = VoteDataset(train.images, self._targets, train.transform)
+        if self.label_mode == "probability" and train is not None and not isinstance(
+                train, SoftTargetDataset):
+            self.datasets["train"] = SoftTargetDataset(train.images, self._targets, train.transform)

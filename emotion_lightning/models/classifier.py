@@ -4,6 +4,7 @@ targets), evaluated per class."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotion_lightning.models.distillation import distillation_targets, softened
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.prior import training_log_prior
 from emotion_lightning.models.registry import create_backbone
 from emotion_lightning.models.schedules import SCHEDULER_INTERVALS, scheduler_config
 from emotion_lightning.models.scoring import ClassScoring, hard_labels
-from emotion_lightning.models.test_time import average_probabilities, resized
+from emotion_lightning.models.test_time import average_probabilities
 from emotion_lightning.models.weights import (
     NO_WEIGHTS,
     checkpoint_class_names,
@@ -77,6 +79,10 @@ class EmotionClassifier(ClassScoring):
             not saved with the model; they must have this model's ``class_names``.
         distill_temperature: the softmax temperature T of teacher and student in that loss.
         distill_weight: the loss is ``(1 - w) * hard loss + w * T^2 * KL(teacher || student)``.
+        distill_offline: instead, compute the teachers' softened probabilities of every
+            unaugmented training face once when fitting starts and train on ``(1 - w) *
+            one-hot + w * those`` with the soft-target loss (the teachers cost one pass, not
+            one forward per step; needs a datamodule with ``set_train_targets``).
         compile: run the backbone through :func:`torch.compile` (fit, validation and test):
             ``True`` (its default backend, inductor) or a backend's name (e.g. ``"eager"``).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
@@ -103,6 +109,7 @@ class EmotionClassifier(ClassScoring):
         teacher: Sequence[str] | None = None,
         distill_temperature: float = 4.0,
         distill_weight: float = 0.5,
+        distill_offline: bool = False,
         compile: bool | str = False,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -190,6 +197,27 @@ class EmotionClassifier(ClassScoring):
                 raise ValueError(f"model.teacher {path} classifies {teacher.class_names}, this "
                                  f"model {self.class_names}: distil from teachers of the same "
                                  "classes, in the same order")
+        if self._teachers and self.hparams.get("distill_offline"):
+            self._teach_offline(datamodule)
+
+    def _teach_offline(self, datamodule) -> None:
+        """Replace the training labels by the teachers' soft labels (``distill_offline``);
+        the teachers are not run during training."""
+        if datamodule is None or not hasattr(datamodule, "set_train_targets"):
+            raise ValueError("model.distill_offline needs a datamodule with train_faces() and "
+                             "set_train_targets() (e.g. data=fer); or distil online "
+                             "(model.distill_offline=false)")
+        faces, labels = datamodule.train_faces()
+        start = time.perf_counter()
+        targets = distillation_targets(
+            self._teachers, faces, labels, self.hparams.distill_temperature,
+            self.hparams.distill_weight, self.device,
+            self.trainer.precision_plugin.forward_context(),
+            progress=self.trainer.is_global_zero)
+        datamodule.set_train_targets(targets)
+        log.info("offline distillation: soft labels of %d training faces from %d teacher(s) in "
+                 "%.1f s", len(targets), len(self._teachers), time.perf_counter() - start)
+        self._teachers = []
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -230,10 +258,7 @@ class EmotionClassifier(ClassScoring):
         """``(1 - w) * hard_loss + w * T^2 * KL(teachers' mean softened probabilities ||
         the student's)`` and the KL term, each teacher seeing ``x`` at its own input size."""
         t, w = self.hparams.distill_temperature, self.hparams.distill_weight
-        with torch.no_grad():
-            target = torch.stack([
-                F.softmax(teacher(resized(x, teacher.hparams.image_size)).float() / t, dim=1)
-                for teacher in self._teachers]).mean(dim=0)
+        target = softened(self._teachers, x, t)
         log_student = F.log_softmax(logits.float() / t, dim=1)
         kl = F.kl_div(log_student, target, reduction="batchmean")
         return (1.0 - w) * hard_loss + w * t * t * kl, kl.detach()

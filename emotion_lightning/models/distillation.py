@@ -1,0 +1,44 @@
+"""Knowledge distillation's teacher side: the teachers' averaged softened probabilities."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from emotion_lightning.data.presets import normalize_batch
+from emotion_lightning.models.test_time import resized
+
+
+def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """The mean over ``teachers`` of ``softmax(logits / temperature)`` of the normalised
+    batch ``x``, each teacher seeing it at its own ``hparams.image_size``."""
+    with torch.no_grad():
+        return torch.stack([
+            F.softmax(teacher(resized(x, teacher.hparams.image_size)).float() / temperature, dim=1)
+            for teacher in teachers]).mean(dim=0)
+
+
+def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
+                         labels: np.ndarray, temperature: float, weight: float,
+                         device: torch.device, context=None, batch_size: int = 256,
+                         progress: bool = True) -> np.ndarray:
+    """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
+    the teachers' softened probabilities of each unaugmented face (``faces``: uint8
+    ``[N, H, W]``), computed once in batches of ``batch_size`` inside ``context`` (e.g. the
+    trainer's autocast); float32 ``[N, C]``."""
+    size = max(int(t.hparams.image_size) for t in teachers)
+    chunks = []
+    starts = range(0, len(faces), batch_size)
+    with context or contextlib.nullcontext():
+        for start in tqdm(starts, desc="teacher soft labels", unit="batch", disable=not progress):
+            x = normalize_batch(faces[start:start + batch_size], size).to(device)
+            chunks.append(softened(teachers, x, temperature).cpu().numpy())
+    soft = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    onehot = np.eye(soft.shape[1], dtype=np.float32)[np.asarray(labels)]
+    return ((1.0 - weight) * onehot + weight * soft).astype(np.float32)
