@@ -30,11 +30,11 @@ class PriorCorrection(L.Callback):
 
     Logs ``prior/tau``, and ``prior/val_<metric>`` for the chosen tau and for tau 0
     (``..._uncorrected``); writes every tau's scores (per-class recall too) to
-    ``<trainer.default_root_dir>/prior_search.json``. A model loaded from a checkpoint saved before prior correction
-    existed (``prior_recorded`` false) gets the datamodule's training class counts (times
-    its class weights) as its prior. The model needs ``log_prior`` and ``predict_proba(x, shifts,
-    corrected)`` (:class:`~emotion_lightning.models.EmotionClassifier`,
-    :class:`~emotion_lightning.models.ClassifierEnsemble`) and the datamodule a validation split.
+    ``<trainer.default_root_dir>/prior_search.json``. A model loaded from a checkpoint saved
+    before prior correction existed (``prior_recorded`` false) gets the datamodule's training
+    class counts (times its class weights) as its prior. The model needs ``log_prior`` and
+    ``predict_proba(x, shifts, corrected)`` (:class:`~emotion_lightning.models.EmotionClassifier`,
+    :class:`~emotion_lightning.models.ClassifierEnsemble`), the datamodule a validation split.
     """
 
     def __init__(self, taus: Sequence[float] | None = None, metric: str = "macro_f1") -> None:
