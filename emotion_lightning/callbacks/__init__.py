@@ -1,16 +1,17 @@
 """Lightning callbacks: layer freezing for staged fine-tuning, training throughput, weight EMA,
-a stop on a non-finite loss, the interrupted-fit checkpoint, classification reports and the
-prior correction chosen on validation."""
+a stop on a non-finite loss, the interrupted-fit checkpoint, classification reports, the
+prior correction chosen on validation and progressive resizing."""
 
 from emotion_lightning.callbacks.ema import EMA
 from emotion_lightning.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from emotion_lightning.callbacks.freeze import FreezeAllButLastN
 from emotion_lightning.callbacks.interrupted import InterruptedCheckpoint
 from emotion_lightning.callbacks.prior_correction import PriorCorrection
+from emotion_lightning.callbacks.progressive_resize import ProgressiveResize
 from emotion_lightning.callbacks.report import ClassificationReport
 from emotion_lightning.callbacks.throughput import ImagesPerSecond
 from emotion_lightning.callbacks.units import network_units
 
 __all__ = ["EMA", "ClassificationReport", "FreezeAllButLastN", "ImagesPerSecond",
-           "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection", "StopOnNonFiniteLoss",
-           "network_units"]
+           "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection", "ProgressiveResize",
+           "StopOnNonFiniteLoss", "network_units"]

@@ -154,6 +154,8 @@ class EmotionClassifier(ClassScoring):
         self.init_scoring(len(class_names))
         self._teachers: list[EmotionClassifier] = []  # a list: not submodules, not saved
         self._compiled: list[Callable] = []
+        #: when set, training batches are resized to this side first (ProgressiveResize sets it)
+        self.train_input_size: int | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -235,6 +237,9 @@ class EmotionClassifier(ClassScoring):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if self.train_input_size and self.train_input_size != x.shape[-1]:
+            x = F.interpolate(x, size=self.train_input_size, mode="bilinear", antialias=True,
+                              align_corners=False)
         soft = y.is_floating_point()  # class-probability targets [N, C] (e.g. FER+ votes)
         if self.mixer.enabled:
             x, y = self.mixer(x, y)

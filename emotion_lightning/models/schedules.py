@@ -89,14 +89,32 @@ def time_budget_progress(trainer) -> Progress:
 
     Raises a ValueError naming the fix when the trainer has no ``max_time``.
     """
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    remaining = timer.time_remaining() if timer is not None else None
-    if remaining is None:
+    timer = _budget_timer(trainer)
+    if timer is None:
         raise ValueError(
             "a time-budgeted schedule (model.scheduler_interval=time) needs a time budget: "
             "set trainer.max_time, e.g. trainer.max_time=00:00:45:00 (DD:HH:MM:SS)"
         )
-    budget = timer.time_elapsed() + remaining
+    budget = timer.time_elapsed() + timer.time_remaining()
     if budget <= 0:
         raise ValueError(f"trainer.max_time must be positive, got {budget} s")
     return lambda: timer.time_elapsed() / budget
+
+
+def fit_progress(trainer) -> Progress:
+    """``() -> share of the fit done``: of ``trainer.max_time`` when the fit has a time budget
+    (:func:`time_budget_progress`), else of its optimizer steps."""
+    if _budget_timer(trainer) is not None:
+        return time_budget_progress(trainer)
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        raise ValueError("the fit's progress needs its length: set trainer.max_time, "
+                         "trainer.max_steps or trainer.max_epochs")
+    total = max(1, int(total))
+    return lambda: min(1.0, trainer.global_step / total)
+
+
+def _budget_timer(trainer) -> Timer | None:
+    """The trainer's :class:`Timer` when it has a time budget (``trainer.max_time``), else None."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return timer if timer is not None and timer.time_remaining() is not None else None
