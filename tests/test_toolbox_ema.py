@@ -96,3 +96,20 @@ def test_ema_config_composes_beside_the_default_callbacks(tmp_path):
     assert "model_checkpoint" in cfg.callbacks
     ema = instantiate(cfg.callbacks.ema)
     assert isinstance(ema, EMA) and ema._kwargs["multi_avg_fn"].decay == 0.99
+
+
+def test_an_ema_that_starts_late_validates_the_raw_weights_until_then(tmp_path):
+    L.seed_everything(0)
+    dm = SyntheticDataModule(classes=["happy", "sad"], num_train=32, num_val=16, num_test=16,
+                             image_size=32, batch_size=16, num_workers=0)
+    model = EmotionClassifier(dm.class_names, arch="tests.test_toolbox_ema:tiny_net", image_size=32,
+                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
+    initial = model.net.fc.weight.detach().clone()
+    ema = EMA(decay=0.9, start_step=100)  # never reached in 2 epochs of 2 steps
+    snapshots = _Snapshots(ema)
+    trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, callbacks=[ema, snapshots])
+    trainer.fit(model, datamodule=dm)
+    assert not torch.allclose(snapshots.val[0], initial)  # not the initial weights swapped in
+    torch.testing.assert_close(snapshots.val[1], model.net.fc.weight)  # the raw weights

@@ -20,6 +20,9 @@ def test_size_holds_ramps_and_ends_at_the_full_size():
     assert sizes == sorted(sizes) and all(s % 8 == 0 for s in sizes)
     assert 64 < sizes[5] < 96  # on the ramp
     assert progressive_size(0.0, 128, 96, 0.0, 0.5, 8) == 96  # never above the data's size
+    odd = [progressive_size(p / 10, 60, 96, 0.2, 0.7, 8) for p in range(11)]
+    assert odd[:3] == [60, 60, 60] and min(odd) == 60  # a start off the multiple is kept
+    assert all(s % 8 == 0 for s in odd[3:]) and odd == sorted(odd)
 
 
 @pytest.mark.parametrize("kwargs", [dict(start_size=4), dict(start_size=64, end_fraction=0.0),
@@ -66,7 +69,7 @@ def test_training_batches_grow_to_the_full_size_and_validation_stays_full(tmp_pa
     assert sizes.train == sorted(sizes.train) and len(set(sizes.train)) >= 3
     assert set(sizes.val) == {48}
     assert model.train_input_size is None  # predict and test after the fit see the full size
-    assert trainer.callback_metrics["train/input_size"] == 0.0  # 0: the full size
+    assert trainer.callback_metrics["train/input_size"] == 48.0  # the last epoch's side
 
 
 def test_a_model_without_train_input_size_is_refused(tmp_path):

@@ -1,6 +1,6 @@
-"""Lightning callbacks: layer freezing for staged fine-tuning, training throughput, weight EMA,
-a stop on a non-finite loss, the interrupted-fit checkpoint, classification reports, the
-prior correction chosen on validation and progressive resizing."""
+"""Lightning callbacks: layer freezing for staged fine-tuning, training throughput, weight
+averages (EMA, SWA), a stop on a non-finite loss, the interrupted-fit checkpoint, classification
+reports, the prior correction chosen on validation and progressive resizing."""
 
 from emotion_lightning.callbacks.ema import EMA
 from emotion_lightning.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
@@ -11,7 +11,8 @@ from emotion_lightning.callbacks.progressive_resize import ProgressiveResize
 from emotion_lightning.callbacks.report import ClassificationReport
 from emotion_lightning.callbacks.throughput import ImagesPerSecond
 from emotion_lightning.callbacks.units import network_units
+from emotion_lightning.callbacks.weight_averaging import SWA, AveragedWeights
 
-__all__ = ["EMA", "ClassificationReport", "FreezeAllButLastN", "ImagesPerSecond",
+__all__ = ["EMA", "SWA", "AveragedWeights", "ClassificationReport", "FreezeAllButLastN", "ImagesPerSecond",
            "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection", "ProgressiveResize",
            "StopOnNonFiniteLoss", "network_units"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
-from lightning.pytorch.trainer.states import TrainerFn
+
+from emotion_lightning.callbacks.weight_averaging import AveragedWeights
 
 
 class WarmupEMA:
@@ -37,32 +34,20 @@ class WarmupEMA:
                 average.copy_(average * decay + current * (1.0 - decay))
 
 
-class EMA(WeightAveraging):
+class EMA(AveragedWeights):
     """EMA of the weights and buffers (BatchNorm statistics too), updated every
-    ``every_n_steps`` optimizer steps from step ``start_step`` on.
-
-    Lightning's :class:`~lightning.pytorch.callbacks.WeightAveraging` swaps the average in
-    for every validation (so checkpoint selection and early stopping judge it), copies it into
-    the model when training ends, and saves it as the checkpoints' ``state_dict`` (the raw
-    weights go to ``current_model_state``, which resuming a fit restores). Test and predict on
-    a checkpoint therefore use the average; unlike the base class, they keep it (the base class
-    reloads the raw weights whenever it has averaged during fit).
-    """
+    ``every_n_steps`` optimizer steps from step ``start_step`` on; validation, test and the
+    checkpoints use it as :class:`AveragedWeights` says."""
 
     def __init__(self, decay: float = 0.999, warmup: bool = True, start_step: int = 0,
                  every_n_steps: int = 1) -> None:
         if start_step < 0 or every_n_steps < 1:
             raise ValueError(f"callbacks.ema: start_step must be >= 0 and every_n_steps >= 1, "
                              f"got {start_step} and {every_n_steps}")
-        super().__init__(use_buffers=True, multi_avg_fn=WarmupEMA(decay, warmup))
+        super().__init__(multi_avg_fn=WarmupEMA(decay, warmup))
         self.start_step = start_step
         self.every_n_steps = every_n_steps
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return (step_idx is not None and step_idx >= self.start_step
                 and (step_idx - self.start_step) % self.every_n_steps == 0)
-
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        if trainer.state.fn == TrainerFn.FITTING:  # resume: the raw weights train on
-            super().on_load_checkpoint(trainer, pl_module, checkpoint)

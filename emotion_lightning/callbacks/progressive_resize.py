@@ -10,12 +10,13 @@ from emotion_lightning.models.schedules import fit_progress
 def progressive_size(progress: float, start_size: int, full_size: int, start_fraction: float,
                      end_fraction: float, multiple: int) -> int:
     """Training input side at ``progress`` in [0, 1]: ``start_size`` until ``start_fraction``,
-    then a linear ramp to ``full_size`` at ``end_fraction``, rounded down to ``multiple``."""
+    then a linear ramp to ``full_size`` at ``end_fraction``; sizes on the ramp are rounded down to
+    ``multiple`` but never below ``start_size``."""
     if progress >= end_fraction or start_size >= full_size:
         return full_size
     ramp = max(0.0, progress - start_fraction) / (end_fraction - start_fraction)
     size = start_size + ramp * (full_size - start_size)
-    return min(full_size, max(multiple, int(size) // multiple * multiple))
+    return min(full_size, max(start_size, int(size) // multiple * multiple))
 
 
 class ProgressiveResize(L.Callback):
@@ -44,6 +45,7 @@ class ProgressiveResize(L.Callback):
         self.end_fraction = end_fraction
         self.multiple = multiple
         self._progress = None
+        self._full_size = 0
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if not hasattr(pl_module, "train_input_size"):
@@ -52,14 +54,14 @@ class ProgressiveResize(L.Callback):
         self._progress = fit_progress(trainer)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        full = int(batch[0].shape[-1])
-        size = progressive_size(self._progress(), self.start_size, full, self.start_fraction,
-                                self.end_fraction, self.multiple)
-        pl_module.train_input_size = None if size >= full else size
+        self._full_size = int(batch[0].shape[-1])
+        size = progressive_size(self._progress(), self.start_size, self._full_size,
+                                self.start_fraction, self.end_fraction, self.multiple)
+        pl_module.train_input_size = None if size >= self._full_size else size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        size = pl_module.train_input_size
-        pl_module.log("train/input_size", float(size or 0), on_step=False, on_epoch=True)
+        size = pl_module.train_input_size or self._full_size
+        pl_module.log("train/input_size", float(size), on_step=False, on_epoch=True)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         pl_module.train_input_size = None
