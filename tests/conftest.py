@@ -45,10 +45,16 @@ def missing_shared(paths) -> list[Path]:
     return [SHARED_DATA / p for p in (paths or [""]) if not (SHARED_DATA / p).exists()]
 
 
+def missing_for(marks) -> list[Path]:
+    """What the ``requires_shared`` marks of a test need and is absent; nothing for a test
+    without such a mark (it runs without the data)."""
+    marks = list(marks)
+    return missing_shared([p for mark in marks for p in mark.args]) if marks else []
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        paths = [p for mark in item.iter_markers("requires_shared") for p in mark.args]
-        missing = missing_shared(paths)
+        missing = missing_for(item.iter_markers("requires_shared"))
         if missing:
             item.add_marker(pytest.mark.skip(
                 reason=f"needs real data {', '.join(map(str, missing))} (../shared/data: only "
