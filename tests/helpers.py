@@ -1,19 +1,25 @@
 """Helpers shared by test modules: stand-in face finders, tiny photos, videos and
-damaged files the tests write themselves."""
+damaged files the tests write themselves, and a tiny fit for the weight-average callbacks."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import cv2
+import lightning as L
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
+from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.faces import Detections, FaceDatasetBuilder
+from emotion_lightning.models import EmotionClassifier
 from tests.conftest import compose_cfg
 
 
@@ -221,3 +227,29 @@ def face_calls(path: Path) -> list[tuple[int, int]]:
     """(pid, photos) of every detection call recorded by :class:`CountingFaceFinder`."""
     lines = path.read_text().split() if path.exists() else []
     return [(int(pid), int(n)) for pid, n in zip(lines[::2], lines[1::2])]
+
+
+def tiny_net(num_classes: int, conv1_init: str = "random", weights: str | None = None):
+    """A small gray backbone with BatchNorm (its buffers are averaged too) and an ``fc`` head."""
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, 8, 3), bn=nn.BatchNorm2d(8), relu=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, num_classes)))
+
+
+def fit_tiny(tmp_path: Path, callbacks, epochs: int = 4):
+    """Fit :func:`tiny_net` (seeded) for ``epochs`` of 3 steps with ``callbacks``, saving a
+    checkpoint per epoch (``e0.ckpt``, ...) and ``last.ckpt`` in ``tmp_path``; returns the
+    trainer, the model and the datamodule."""
+    L.seed_everything(0)
+    dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=16,
+                             num_test=16, image_size=32, batch_size=16, num_workers=0)
+    model = EmotionClassifier(dm.class_names, arch="tests.helpers:tiny_net", image_size=32,
+                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True,
+                                                     save_top_k=-1, filename="e{epoch}",
+                                                     auto_insert_metric_name=False)
+    trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[*callbacks, checkpoint])
+    trainer.fit(model, datamodule=dm)
+    return trainer, model, dm

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import lightning as L
 import pytest
 import torch
-from torch import nn
 
 from emotion_lightning.callbacks import EMA
 from emotion_lightning.callbacks.ema import WarmupEMA
-from emotion_lightning.data import SyntheticDataModule
-from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.models.loading import load_classifier
 from emotion_lightning.models.weights import load_checkpoint_file
+from tests.helpers import fit_tiny
 
 
 def test_warmup_ramps_the_decay_then_holds_it():
@@ -29,13 +25,6 @@ def test_warmup_ramps_the_decay_then_holds_it():
     assert counts[0].dtype == torch.long and counts[0].item() == 190
     with pytest.raises(ValueError, match="decay"):
         WarmupEMA(1.0)
-
-
-def tiny_net(num_classes: int, conv1_init: str = "random", weights: str | None = None):
-    """A small gray backbone with BatchNorm (its buffers are averaged too) and an ``fc`` head."""
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(1, 8, 3), bn=nn.BatchNorm2d(8), relu=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, num_classes)))
 
 
 class _Snapshots(L.Callback):
@@ -57,18 +46,9 @@ class _Snapshots(L.Callback):
 
 
 def test_ema_validates_tests_and_saves_the_average(tmp_path):
-    L.seed_everything(0)
-    dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=16,
-                             num_test=16, image_size=32, batch_size=16, num_workers=0)
-    model = EmotionClassifier(dm.class_names, arch="tests.test_toolbox_ema:tiny_net", image_size=32,
-                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
     ema = EMA(decay=0.9)
     snapshots = _Snapshots(ema)
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[ema, snapshots, checkpoint])
-    trainer.fit(model, datamodule=dm)
+    trainer, model, dm = fit_tiny(tmp_path, [ema, snapshots], epochs=2)
     assert len(snapshots.val) == 2
     # validation sees the average, which differs from the raw weights
     assert not torch.allclose(snapshots.val[0], snapshots.raw_at_val[0])
@@ -99,17 +79,9 @@ def test_ema_config_composes_beside_the_default_callbacks(tmp_path):
 
 
 def test_an_ema_that_starts_late_validates_the_raw_weights_until_then(tmp_path):
-    L.seed_everything(0)
-    dm = SyntheticDataModule(classes=["happy", "sad"], num_train=32, num_val=16, num_test=16,
-                             image_size=32, batch_size=16, num_workers=0)
-    model = EmotionClassifier(dm.class_names, arch="tests.test_toolbox_ema:tiny_net", image_size=32,
-                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
-    initial = model.net.fc.weight.detach().clone()
-    ema = EMA(decay=0.9, start_step=100)  # never reached in 2 epochs of 2 steps
+    ema = EMA(decay=0.9, start_step=100)  # never reached in 2 epochs of 3 steps
     snapshots = _Snapshots(ema)
-    trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, callbacks=[ema, snapshots])
-    trainer.fit(model, datamodule=dm)
+    _, model, _ = fit_tiny(tmp_path, [ema, snapshots], epochs=2)
+    initial = ema._average_model.module.net.fc.weight  # the copy made at setup, never updated
     assert not torch.allclose(snapshots.val[0], initial)  # not the initial weights swapped in
     torch.testing.assert_close(snapshots.val[1], model.net.fc.weight)  # the raw weights

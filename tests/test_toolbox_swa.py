@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from emotion_lightning.callbacks import EMA, SWA
-from emotion_lightning.data import SyntheticDataModule
-from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.models.weights import load_checkpoint_file
+from tests.helpers import fit_tiny
 
 
 class _Weights(L.Callback):
@@ -30,25 +29,9 @@ class _Weights(L.Callback):
             self.raw_before_val.append(self.after_step[-1])
 
 
-def _fit(tmp_path, callbacks, epochs: int = 4):
-    L.seed_everything(0)
-    dm = SyntheticDataModule(classes=["happy", "sad", "surprise"], num_train=48, num_val=16,
-                             num_test=16, image_size=32, batch_size=16, num_workers=0)
-    model = EmotionClassifier(dm.class_names, arch="tests.test_toolbox_ema:tiny_net", image_size=32,
-                              optimizer=lambda ps: torch.optim.SGD(ps, lr=0.5))
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True,
-                                                     save_top_k=-1, filename="e{epoch}",
-                                                     auto_insert_metric_name=False)
-    trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[*callbacks, checkpoint])
-    trainer.fit(model, datamodule=dm)
-    return trainer, model, dm
-
-
 def test_swa_averages_the_weights_of_the_fits_end_equally(tmp_path):
     swa, weights = SWA(start_fraction=0.5), _Weights()
-    trainer, model, dm = _fit(tmp_path, [swa, weights])  # 4 epochs of 3 steps
+    trainer, model, dm = fit_tiny(tmp_path, [swa, weights])  # 4 epochs of 3 steps
     steps = weights.after_step
     assert len(steps) == 12
     mean = torch.stack(steps[5:]).mean(0)  # the steps from 6 of 12 on (progress >= 0.5)
@@ -71,13 +54,13 @@ def test_swa_averages_the_weights_of_the_fits_end_equally(tmp_path):
 
 def test_swa_every_n_steps_averages_fewer_weights(tmp_path):
     swa = SWA(start_fraction=0.0, every_n_steps=4)
-    _fit(tmp_path, [swa], epochs=2)  # steps 0..5 (zero-based): 0 and 4
+    fit_tiny(tmp_path, [swa], epochs=2)  # steps 0..5 (zero-based): 0 and 4
     assert int(swa._average_model.n_averaged) == 2
 
 
 def test_one_weight_average_per_trainer(tmp_path):
     with pytest.raises(ValueError, match="one weight average"):
-        _fit(tmp_path, [SWA(), EMA()], epochs=1)
+        fit_tiny(tmp_path, [SWA(), EMA()], epochs=1)
 
 
 @pytest.mark.parametrize("kwargs", [dict(start_fraction=1.0), dict(start_fraction=-0.1),

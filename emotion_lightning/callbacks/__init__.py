@@ -13,6 +13,6 @@ from emotion_lightning.callbacks.throughput import ImagesPerSecond
 from emotion_lightning.callbacks.units import network_units
 from emotion_lightning.callbacks.weight_averaging import SWA, AveragedWeights
 
-__all__ = ["EMA", "SWA", "AveragedWeights", "ClassificationReport", "FreezeAllButLastN", "ImagesPerSecond",
-           "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection", "ProgressiveResize",
-           "StopOnNonFiniteLoss", "network_units"]
+__all__ = ["EMA", "SWA", "AveragedWeights", "ClassificationReport", "FreezeAllButLastN",
+           "ImagesPerSecond", "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection",
+           "ProgressiveResize", "StopOnNonFiniteLoss", "network_units"]
