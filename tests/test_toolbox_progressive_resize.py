@@ -94,14 +94,20 @@ def test_a_model_without_train_input_size_is_refused(tmp_path):
         trainer.fit(Plain())
 
 
-def test_config_composes_beside_the_recipe_callbacks(tmp_path):
+def test_fer7_cpu_long_resizes_progressively_and_the_other_recipes_do_not(tmp_path):
     from hydra.utils import instantiate
 
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg("train", ["experiment=fer7_cpu_long",
-                                "callbacks=[default,prior_correction,progressive_resize]",
                                 "callbacks.progressive_resize.start_size=72"], tmp_path)
-    assert {"prior_correction", "model_checkpoint"} <= set(cfg.callbacks)
+    assert {"prior_correction", "model_checkpoint", "progressive_resize"} <= set(cfg.callbacks)
     resize = instantiate(cfg.callbacks.progressive_resize)
     assert isinstance(resize, ProgressiveResize) and resize.start_size == 72
+    assert resize.start_fraction == 0.3 and resize.end_fraction == 0.7
+    off = compose_cfg("train", ["experiment=fer7_cpu_long", "callbacks=[default,prior_correction]"],
+                      tmp_path)
+    assert "progressive_resize" not in off.callbacks and "prior_correction" in off.callbacks
+    for recipe in ("fer5_cpu", "fer7_cpu"):
+        other = compose_cfg("train", [f"experiment={recipe}"], tmp_path)
+        assert "progressive_resize" not in other.callbacks, recipe
