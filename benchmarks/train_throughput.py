@@ -15,6 +15,7 @@ each as a fraction of the ceiling. On CUDA when there is a GPU. Prints and saves
 
     python benchmarks/train_throughput.py --recipes fer5_cpu fer7_cpu quickstart --steps 12
     python benchmarks/train_throughput.py --recipes --loaders resnet18@96 resnet50@112 --steps 6
+    python benchmarks/train_throughput.py --recipes --loaders resnet18@96 --batch-size 512
 """
 
 from __future__ import annotations
@@ -217,8 +218,10 @@ def measure_recipe(name: str, images, labels, args, workers: int) -> dict:
 def measure_loaders(setting: str, images, labels, args) -> dict:
     """``arch@size`` with fer5_cpu's data settings: DataLoader path, device path, ceiling."""
     arch, size = setting.split("@")
-    cfg, precision = recipe_config("fer5_cpu", args.accelerator,
-                                   [f"model.arch={arch}", f"data.image_size={size}"])
+    overrides = [f"model.arch={arch}", f"data.image_size={size}"]
+    if args.batch_size:
+        overrides.append(f"data.batch_size={args.batch_size}")
+    cfg, precision = recipe_config("fer5_cpu", args.accelerator, overrides)
     classes = list(cfg.data.classes)
     rates = {"workers": 0.0, "device": 0.0, "ceiling": 0.0}
     for _ in range(args.repeats):  # interleaved, the best of each: robust to a busy machine
@@ -246,6 +249,8 @@ def main() -> None:
     parser.add_argument("--loaders", nargs="*", default=["resnet18@96", "resnet50@112"],
                         help="ARCH@SIZE settings timed with each loader and alone (none: skip)")
     parser.add_argument("--repeats", type=int, default=2, help="--loaders: best of this many")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="--loaders: this batch instead of fer5_cpu's (the GPU recipes' 512)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--images", type=int, default=2048)

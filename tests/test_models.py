@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from urllib.error import URLError
 
 import lightning as L
@@ -127,6 +128,20 @@ def _fit_tiny(tmp_path, dm=None, **model_kwargs) -> tuple[EmotionClassifier, L.T
                                    ClassificationReport()])
     trainer.fit(model, datamodule=dm)
     return model, trainer, dm
+
+
+def test_report_under_fast_dev_run_writes_its_files_without_wandb(tmp_path, monkeypatch):
+    """fast_dev_run swaps the logger for a stand-in that answers every attribute: the report
+    must not take it for W&B (that imported wandb, which a csv-logged run need not have)."""
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    dm = SyntheticDataModule(classes=["happy", "sad"], num_train=8, num_val=8, num_test=8,
+                             batch_size=4, num_workers=0)
+    model = EmotionClassifier(dm.class_names, arch="resnet18")
+    trainer = L.Trainer(fast_dev_run=True, default_root_dir=tmp_path, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[ClassificationReport()])
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm)
+    assert (tmp_path / "test_confusion_matrix.csv").is_file()
 
 
 def test_checkpoint_round_trip_is_self_describing(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
 from emotion_lightning.models.reporting import confusion_figure, save_confusion
@@ -37,7 +38,9 @@ class ClassificationReport(L.Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer, pl_module, "test")
-        tables = [lg for lg in trainer.loggers if hasattr(lg, "log_table")]
+        # by type: fast_dev_run's stand-in logger answers every attribute, and logging to it
+        # must not need wandb installed
+        tables = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if self._batch is not None and tables and trainer.is_global_zero:
             self._log_samples(pl_module, tables, *self._batch)
         self._batch = None
@@ -51,15 +54,15 @@ class ClassificationReport(L.Callback):
         _, png = save_confusion(matrix, names, out,
                                 title=f"{stage} (epoch {trainer.current_epoch})")
         for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):  # W&B
+            if isinstance(logger, WandbLogger):
                 logger.log_image(key=f"{stage}/confusion_matrix", images=[str(png)])
-            elif hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard
+            elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure(f"{stage}/confusion_matrix",
                                              confusion_figure(matrix, names), trainer.global_step)
 
     @staticmethod
     def _log_samples(pl_module, tables: list, x: torch.Tensor, y: torch.Tensor) -> None:
-        import wandb  # only W&B loggers have log_table
+        import wandb  # only W&B loggers get the table
 
         with torch.no_grad():
             conf, pred = pl_module.predict_proba(x).max(dim=1)
