@@ -97,7 +97,15 @@ class ArrayDataModule(GrayImageDataModule):
         return {"train": (self.images, self.labels), "val": (self.images[:64], self.labels[:64])}
 
 
+def check_images(images: int, batch_size: int) -> None:
+    """Stop with what to pass when ``--images`` cannot fill one batch (drop_last would give none)."""
+    if images < batch_size:
+        raise SystemExit(f"--images {images} is less than one batch of {batch_size}: "
+                         f"pass --images {batch_size} or more")
+
+
 def loader(dataset, batch_size: int, workers: int) -> DataLoader:
+    check_images(len(dataset), batch_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                       drop_last=True, persistent_workers=workers > 0)
 
@@ -187,10 +195,15 @@ def plain_rate(cfg, bf16: bool, dataset, args, workers: int) -> float:
 
 
 def pipeline_rate(dataset, batch_size: int, workers: int, batches: int) -> float:
-    it, start, seen = iter(loader(dataset, batch_size, workers)), time.perf_counter(), 0
+    """Images/s of the input pipeline alone over ``batches`` batches (epochs repeat as needed)."""
+    data = loader(dataset, batch_size, workers)
+    it, start, seen = iter(data), time.perf_counter(), 0
     for _ in range(batches):
-        x, _ = next(it)
-        seen += len(x)
+        x = next(it, None)
+        if x is None:
+            it = iter(data)
+            x = next(it)
+        seen += len(x[0])
     return seen / (time.perf_counter() - start)
 
 
@@ -222,6 +235,7 @@ def measure_loaders(setting: str, images, labels, args) -> dict:
     if args.batch_size:
         overrides.append(f"data.batch_size={args.batch_size}")
     cfg, precision = recipe_config("fer5_cpu", args.accelerator, overrides)
+    check_images(len(images), int(cfg.data.batch_size))
     classes = list(cfg.data.classes)
     rates = {"workers": 0.0, "device": 0.0, "ceiling": 0.0}
     for _ in range(args.repeats):  # interleaved, the best of each: robust to a busy machine
