@@ -47,7 +47,8 @@ class ArrayDataset(Dataset):
 class SoftTargetDataset(ArrayDataset):
     """:class:`ArrayDataset` whose targets are float32 class probabilities ``[C]`` (FER+ vote
     distributions, a teacher's soft labels); ``labels`` (default: each row's most likely
-    class) are what class counts and balanced weights read."""
+    class) are what class counts and balanced weights read. The targets are a tensor in shared
+    memory, so rewriting them in place reaches running DataLoader workers (self-distillation)."""
 
     def __init__(self, images, targets: np.ndarray, transform,
                  labels: np.ndarray | None = None) -> None:
@@ -55,11 +56,11 @@ class SoftTargetDataset(ArrayDataset):
         super().__init__(images, targets.argmax(axis=1) if labels is None else labels, transform)
         if targets.shape[0] != len(self.labels):
             raise ValueError(f"{targets.shape[0]} target rows for {len(self.labels)} images")
-        self.targets = targets
+        self.targets = torch.from_numpy(targets.copy()).share_memory_()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, _ = super().__getitem__(index)
-        return image, torch.from_numpy(self.targets[index])
+        return image, self.targets[index].clone()
 
 
 def build_loader(

@@ -27,16 +27,16 @@ def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
 def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
                          labels: np.ndarray, temperature: float, weight: float,
                          device: torch.device, context=None, batch_size: int = 256,
-                         progress: bool = True) -> np.ndarray:
+                         progress: bool = True, desc: str = "teacher soft labels") -> np.ndarray:
     """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
     the teachers' softened probabilities of each unaugmented face (``faces``: uint8
     ``[N, H, W]``), computed once in batches of ``batch_size`` inside ``context`` (e.g. the
-    trainer's autocast); float32 ``[N, C]``."""
+    trainer's autocast), behind a progress bar named ``desc``; float32 ``[N, C]``."""
     size = max(int(t.hparams.image_size) for t in teachers)
     chunks = []
     starts = range(0, len(faces), batch_size)
     with context or contextlib.nullcontext():
-        for start in tqdm(starts, desc="teacher soft labels", unit="batch", disable=not progress):
+        for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
             x = normalize_batch(faces[start:start + batch_size], size).to(device)
             chunks.append(softened(teachers, x, temperature).cpu().numpy())
     soft = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
