@@ -40,7 +40,7 @@ class _Targets(L.Callback):
         self.by_epoch.setdefault(trainer.current_epoch, []).append(batch[1].clone())
 
 
-def _fit(tmp_path, data, monkeypatch, **kwargs):
+def _fit(tmp_path, data, monkeypatch, max_steps=-1, **kwargs):
     refreshes = []
     original = module.distillation_targets
 
@@ -54,7 +54,7 @@ def _fit(tmp_path, data, monkeypatch, **kwargs):
     model = EmotionClassifier(data.class_names, arch="resnet18", image_size=48,
                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
     targets = _Targets()
-    trainer = L.Trainer(max_epochs=4, default_root_dir=tmp_path, logger=False,
+    trainer = L.Trainer(max_epochs=4, max_steps=max_steps, default_root_dir=tmp_path, logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, accelerator="cpu",
                         callbacks=[SelfDistillation(**kwargs), targets])
@@ -103,6 +103,18 @@ def test_a_teachers_soft_labels_stay_the_base_and_refreshes_keep_their_spacing(t
     weight = 0.5 * 0.75
     expected = (1 - weight) * torch.from_numpy(base) + weight * torch.from_numpy(refreshes[-1])
     torch.testing.assert_close(data.datasets["train"].targets, expected)
+
+
+def test_no_refresh_starts_an_epoch_the_fit_will_not_finish(tmp_path, monkeypatch):
+    data = SyntheticDataModule(classes=["happy", "sad"], num_train=32, num_val=8, num_test=8,
+                               image_size=48, batch_size=8, num_workers=0)
+    # 4 steps an epoch, 14 steps: epoch 3 starts at 12/14 and would need 4 more
+    _, trainer, by_epoch, refreshes = _fit(tmp_path, data, monkeypatch, max_steps=14,
+                                           start_fraction=0.5, every_n_epochs=1)
+    assert trainer.global_step == 14 and len(by_epoch[3]) == 2
+    assert len(refreshes) == 1  # epoch 2 (8/14) only
+    weight = 0.8 * 8 / 14
+    assert trainer.callback_metrics["self_distill/weight"] == pytest.approx(weight)
 
 
 def test_the_device_loader_is_refused(tmp_path, monkeypatch):

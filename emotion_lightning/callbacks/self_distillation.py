@@ -24,7 +24,8 @@ class SelfDistillation(L.Callback):
     some of what a student of an ensemble gains. Each refresh costs one inference pass over the
     training faces (a progress bar). Progress is the share of ``trainer.max_time`` spent when
     the fit has a time budget, else of its optimizer steps; a resumed fit refreshes at its first
-    epoch past ``start_fraction``. Needs a datamodule with ``train_faces()`` and
+    epoch past ``start_fraction``. No refresh starts an epoch the fit will not finish (judged by
+    the progress the previous epoch took). Needs a datamodule with ``train_faces()`` and
     ``set_train_targets()`` and ``data.loader=workers`` (e.g. ``data=fer``); batches the
     DataLoader workers had already prepared keep the previous targets.
     """
@@ -46,6 +47,7 @@ class SelfDistillation(L.Callback):
         self._progress = None
         self._base: torch.Tensor | None = None  # the targets the fit started with
         self._last_epoch: int | None = None
+        self._epoch_start: float | None = None  # progress when the previous epoch started
 
     def on_fit_start(self, trainer, pl_module) -> None:
         datamodule = trainer.datamodule
@@ -57,12 +59,14 @@ class SelfDistillation(L.Callback):
             onehot = torch.eye(len(datamodule.class_names))[torch.as_tensor(labels)]
             datamodule.set_train_targets(onehot.numpy())
         self._progress = fit_progress(trainer)
-        self._base, self._last_epoch = None, None
+        self._base, self._last_epoch, self._epoch_start = None, None, None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         progress = self._progress()
+        previous, self._epoch_start = self._epoch_start, progress
         due = self._last_epoch is None or trainer.current_epoch - self._last_epoch >= self.every_n_epochs
-        if progress < self.start_fraction or not due:
+        last_partial = previous is not None and progress + (progress - previous) > 1.0
+        if progress < self.start_fraction or not due or last_partial:
             return
         dataset = trainer.datamodule.datasets["train"]
         if self._base is None:  # after every on_fit_start: a teacher's soft labels included
