@@ -42,14 +42,14 @@ class _Targets(L.Callback):
 
 def _fit(tmp_path, data, monkeypatch, max_steps=-1, **kwargs):
     refreshes = []
-    original = module.distillation_targets
+    original = module.soft_labels
 
     def spy(*args, **kw):
         own = original(*args, **kw)
         refreshes.append(own)
         return own
 
-    monkeypatch.setattr(module, "distillation_targets", spy)
+    monkeypatch.setattr(module, "soft_labels", spy)
     L.seed_everything(0)
     model = EmotionClassifier(data.class_names, arch="resnet18", image_size=48,
                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))

@@ -8,7 +8,7 @@ import time
 import lightning as L
 import torch
 
-from emotion_lightning.models.distillation import distillation_targets
+from emotion_lightning.models.distillation import soft_labels
 from emotion_lightning.models.schedules import fit_progress
 
 log = logging.getLogger(__name__)
@@ -17,17 +17,18 @@ log = logging.getLogger(__name__)
 class SelfDistillation(L.Callback):
     """From ``start_fraction`` of the fit on, every ``every_n_epochs`` epochs, the model labels
     each unaugmented training face (eval mode, at the model's ``image_size``) and trains on
-    ``(1 - w) * targets + w * softmax(logits / temperature)``, where ``targets`` are the ones
-    the fit started with (one-hot labels, or a teacher's soft labels) and ``w = weight *
-    progress`` grows with the share of the fit done (Kim et al.'s progressive self-knowledge
-    distillation, refreshed by epochs instead of per batch). It needs no teacher: one fit ships
-    some of what a student of an ensemble gains. Each refresh costs one inference pass over the
-    training faces (a progress bar). Progress is the share of ``trainer.max_time`` spent when
-    the fit has a time budget, else of its optimizer steps; a resumed fit refreshes at its first
-    epoch past ``start_fraction``. No refresh starts an epoch the fit will not finish (judged by
-    the progress the previous epoch took). Needs a datamodule with ``train_faces()`` and
-    ``set_train_targets()`` and ``data.loader=workers`` (e.g. ``data=fer``); batches the
-    DataLoader workers had already prepared keep the previous targets.
+    ``(1 - w) * targets + w * softmax(logits / temperature)``, where ``targets`` are the ones the
+    fit started with (one-hot labels, or a teacher's soft labels) and ``w = weight * progress``
+    grows with the share of the fit done (Kim et al.'s progressive self-knowledge distillation,
+    refreshed by epochs instead of per batch). It needs no teacher (on FER2013's seven classes
+    it raised validation but not PublicTest: ``S1`` in the README). Each refresh costs one
+    inference pass over the training faces (a progress bar). Progress is the share of
+    ``trainer.max_time`` spent when the fit has a time budget, else of its optimizer steps; a
+    resumed fit refreshes at its first epoch past ``start_fraction``. No refresh starts an epoch
+    the fit will not finish (judged by the progress the previous epoch took). Needs a datamodule
+    with ``train_faces()`` and ``set_train_targets()`` and ``data.loader=workers`` (e.g.
+    ``data=fer``); batches the DataLoader workers had already prepared keep the previous
+    targets.
     """
 
     def __init__(self, start_fraction: float = 0.7, every_n_epochs: int = 2,
@@ -64,7 +65,8 @@ class SelfDistillation(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         progress = self._progress()
         previous, self._epoch_start = self._epoch_start, progress
-        due = self._last_epoch is None or trainer.current_epoch - self._last_epoch >= self.every_n_epochs
+        epoch = trainer.current_epoch
+        due = self._last_epoch is None or epoch - self._last_epoch >= self.every_n_epochs
         last_partial = previous is not None and progress + (progress - previous) > 1.0
         if progress < self.start_fraction or not due or last_partial:
             return
@@ -76,15 +78,15 @@ class SelfDistillation(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            own = distillation_targets(
-                [pl_module], dataset.images, dataset.labels, self.temperature, 1.0,
-                pl_module.device, trainer.precision_plugin.forward_context(),
-                progress=trainer.is_global_zero, desc="own soft labels")
+            own = torch.from_numpy(soft_labels(
+                [pl_module], dataset.images, self.temperature, pl_module.device,
+                trainer.precision_plugin.forward_context(), progress=trainer.is_global_zero,
+                desc="own soft labels"))
         finally:
             pl_module.train(was_training)
-        dataset.targets.copy_((1.0 - weight) * self._base + weight * torch.from_numpy(own))
-        self._last_epoch = trainer.current_epoch
-        agreement = (torch.from_numpy(own).argmax(1) == torch.as_tensor(dataset.labels)).float().mean()
+        dataset.targets.copy_((1.0 - weight) * self._base + weight * own)
+        self._last_epoch = epoch
+        agreement = (own.argmax(1) == torch.as_tensor(dataset.labels)).float().mean()
         log.info("self-distillation at %.0f%% of the fit: weight %.3f, own labels of %d faces "
                  "(%.3f agree with the labels) in %.1f s", 100 * progress, weight, len(own),
                  agreement, time.perf_counter() - start)

@@ -56,7 +56,8 @@ class SoftTargetDataset(ArrayDataset):
         super().__init__(images, targets.argmax(axis=1) if labels is None else labels, transform)
         if targets.shape[0] != len(self.labels):
             raise ValueError(f"{targets.shape[0]} target rows for {len(self.labels)} images")
-        self.targets = torch.from_numpy(targets.copy()).share_memory_()
+        # share_memory_ copies the rows into shared memory: the caller keeps its own array
+        self.targets = torch.from_numpy(targets).share_memory_()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, _ = super().__getitem__(index)

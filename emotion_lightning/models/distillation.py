@@ -24,13 +24,11 @@ def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
             for teacher in teachers]).mean(dim=0)
 
 
-def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
-                         labels: np.ndarray, temperature: float, weight: float,
-                         device: torch.device, context=None, batch_size: int = 256,
-                         progress: bool = True, desc: str = "teacher soft labels") -> np.ndarray:
-    """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
-    the teachers' softened probabilities of each unaugmented face (``faces``: uint8
-    ``[N, H, W]``), computed once in batches of ``batch_size`` inside ``context`` (e.g. the
+def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperature: float,
+                device: torch.device, context=None, batch_size: int = 256, progress: bool = True,
+                desc: str = "teacher soft labels") -> np.ndarray:
+    """The teachers' mean softened probabilities (:func:`softened`) of each unaugmented face
+    (``faces``: uint8 ``[N, H, W]``), in batches of ``batch_size`` inside ``context`` (e.g. the
     trainer's autocast), behind a progress bar named ``desc``; float32 ``[N, C]``."""
     size = max(int(t.hparams.image_size) for t in teachers)
     chunks = []
@@ -39,6 +37,15 @@ def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
         for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
             x = normalize_batch(faces[start:start + batch_size], size).to(device)
             chunks.append(softened(teachers, x, temperature).cpu().numpy())
-    soft = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
+                         labels: np.ndarray, temperature: float, weight: float,
+                         device: torch.device, context=None, batch_size: int = 256,
+                         progress: bool = True) -> np.ndarray:
+    """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
+    the teachers' :func:`soft_labels` of ``faces``; float32 ``[N, C]``."""
+    soft = soft_labels(teachers, faces, temperature, device, context, batch_size, progress)
     onehot = np.eye(soft.shape[1], dtype=np.float32)[np.asarray(labels)]
     return ((1.0 - weight) * onehot + weight * soft).astype(np.float32)
