@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from emotion_lightning.models.ensemble import ClassifierEnsemble
 from emotion_lightning.models.reporting import per_class_scores
 from emotion_lightning.models.scoring import ClassScoring
 
@@ -55,6 +56,18 @@ def restrict_classes(model: ClassScoring, classes: Sequence[str]) -> ClassScorin
     :class:`ClassSubset` of the classes it shares with ``classes`` (in the model's order)."""
     shared = [c for c in model.class_names if c in set(classes)]
     return model if shared == model.class_names else ClassSubset(model, shared)
+
+
+def data_image_size(model: ClassScoring, native_size: int | None = None) -> int:
+    """The side a dataset's images are prepared at for ``model``: its ``image_size``, except
+    that an ensemble reads a dataset whose images all share a smaller ``native_size`` (a
+    datamodule's ``NATIVE_SIZE``: FER's 48 px) at that side, and each member resizes them as its
+    training data was made, instead of shrinking an enlarged copy."""
+    size = int(model.hparams.image_size)
+    inner = model.model if isinstance(model, ClassSubset) else model
+    if isinstance(inner, ClassifierEnsemble) and native_size is not None and native_size < size:
+        return int(native_size)
+    return size
 
 
 def score(model: ClassScoring, datamodule: L.LightningDataModule, trainer: L.Trainer,

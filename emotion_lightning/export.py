@@ -153,6 +153,8 @@ def export_torchscript(classifier: EmotionClassifier | ClassifierEnsemble, path:
     example = _example_input(metadata["image_size"], batch=2)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        # the input side is fixed (metadata), so shape tests tracing as constants are right
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # check_trace re-runs the model twice; parity is checked after export instead
         traced = torch.jit.trace(model, example, check_trace=False)
         buffer = io.BytesIO()
@@ -174,6 +176,7 @@ def export_onnx(
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # as above
         torch.onnx.export(
             model, (example,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -81,3 +81,9 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 def seed_everything(seed: int | None) -> None:
     if seed is not None:
         L.seed_everything(seed, workers=True)
+
+
+def native_size(data_cfg: DictConfig) -> int | None:
+    """The ``NATIVE_SIZE`` of the datamodule class ``data_cfg`` builds (``None``: images vary)."""
+    target = data_cfg.get("_target_")
+    return getattr(get_class(target), "NATIVE_SIZE", None) if target else None

@@ -21,6 +21,7 @@ from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
     checkpoint_paths,
     log,
+    native_size,
     resolve_precision,
     save_run_config,
     seed_everything,
@@ -28,7 +29,12 @@ from emotion_lightning.cli.common import (
 )
 from emotion_lightning.constants import canonical_emotion
 from emotion_lightning.data.base import KNOWN_CLASSES
-from emotion_lightning.evaluation import restrict_classes, score, write_cross_table
+from emotion_lightning.evaluation import (
+    data_image_size,
+    restrict_classes,
+    score,
+    write_cross_table,
+)
 from emotion_lightning.models.ensemble import ClassifierEnsemble
 from emotion_lightning.models.loading import load_classifier
 from emotion_lightning.records import write_json
@@ -100,8 +106,8 @@ def cross_evaluate(cfg: DictConfig) -> dict[str, dict[str, dict]]:
                 continue
             scored = restrict_classes(model, shared)
             datamodule: L.LightningDataModule = instantiate(
-                data_cfg, classes=shared, image_size=int(model.hparams.image_size),
-                augment=False)
+                data_cfg, classes=shared,
+                image_size=data_image_size(scored, native_size(data_cfg)), augment=False)
             run_dir = output_dir / name.replace("/", "_") / str(dataset)
             trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[],
                                              default_root_dir=str(run_dir))

@@ -22,12 +22,13 @@ from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
     checkpoint_paths,
     instantiate_group,
+    native_size,
     resolve_precision,
     save_run_config,
     seed_everything,
     setup_parallelism,
 )
-from emotion_lightning.evaluation import EVAL_SPLITS, score
+from emotion_lightning.evaluation import EVAL_SPLITS, data_image_size, score
 from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import save_confusion
 from emotion_lightning.records import write_json
@@ -66,7 +67,8 @@ def evaluate_checkpoint(
                        prior_tau=None if auto else prior_tau)
     tuner = [PriorCorrection(metric=prior_metric)] if auto else []
     datamodule: L.LightningDataModule = instantiate(
-        data_cfg, classes=model.class_names, image_size=model.hparams.image_size, augment=False
+        data_cfg, classes=model.class_names,
+        image_size=data_image_size(model, native_size(data_cfg)), augment=False
     )
     resolve_precision(trainer_cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=tuner,

@@ -200,6 +200,10 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
             per DDP process; the workers and pinning options are not used.
     """
 
+    #: The side every image of the dataset has, where one does (FER2013: 48): an ensemble reads
+    #: the images at it (:func:`~emotion_lightning.evaluation.data_image_size`).
+    NATIVE_SIZE: int | None = None
+
     #: The emotions the dataset labels (canonical names), or None when they come from its
     #: files (class folders): read by cross-dataset evaluation.
     DATASET_CLASSES: tuple[str, ...] | None = None

@@ -53,6 +53,8 @@ class FERDataModule(GrayImageDataModule):
 
     #: The emotions FER2013 labels (the Kaggle CSV's order).
     DATASET_CLASSES = FER_EMOTIONS
+    #: FER2013's faces are all 48 x 48.
+    NATIVE_SIZE = 48
 
     def __init__(
         self,

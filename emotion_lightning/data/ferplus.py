@@ -119,6 +119,8 @@ class FERPlusDataModule(GrayImageDataModule):
 
     #: The emotions this dataset labels (cross-dataset evaluation reads it).
     DATASET_CLASSES = FERPLUS_CLASSES
+    #: FER2013's faces are all 48 x 48.
+    NATIVE_SIZE = 48
 
     def __init__(
         self,

@@ -14,8 +14,9 @@ from emotion_lightning.models.test_time import resized
 
 class ClassifierEnsemble(ClassScoring):
     """The average of its members' class probabilities, each member with its own test-time
-    views and input size (inputs come at the largest member's ``image_size`` and are resized
-    for the others). Members must classify the same classes in the same order.
+    views and input size (inputs come at any side, the largest member's ``image_size`` by
+    default, and each member resamples them to its own: :func:`resized`). Members must
+    classify the same classes in the same order.
 
     Scored like a single classifier (``trainer.test``/``validate``, ``predict_faces``); it is
     for evaluation and use, not training.

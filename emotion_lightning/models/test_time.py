@@ -71,9 +71,16 @@ def average_probabilities(
 
 
 def resized(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``x`` (``[N, C, H, W]``) at ``size`` x ``size`` (bilinear, antialiased), or ``x`` itself
-    when it has that size: a batch for a model trained at another input size."""
+    """``x`` (``[N, C, H, W]``) at ``size`` x ``size``, or ``x`` itself when it has that size:
+    a batch for a model trained at another input size. Resampled as the data pipeline makes
+    that size from a source image (:func:`~emotion_lightning.images.resize_square`): bicubic
+    when growing, the area mean when shrinking by a whole factor (antialiased bilinear for
+    other factors), so a member trained at 48 px sees nearly what training showed it."""
     if x.shape[-2:] == (size, size):
         return x
+    if size > x.shape[-1]:
+        return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    if x.shape[-1] % size == 0 and x.shape[-2] % size == 0:
+        return F.interpolate(x, size=(size, size), mode="area")
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True)
