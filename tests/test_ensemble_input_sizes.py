@@ -99,3 +99,15 @@ def test_a_mixed_size_ensemble_exports(mixed, tmp_path, fmt):
     export = {"torchscript": export_torchscript, "onnx": export_onnx}[fmt]
     path = export(mixed, tmp_path / f"mixed.{fmt}", export_metadata(mixed))
     assert max_abs_difference(mixed, {fmt: path})[fmt] < 1e-4
+
+
+def test_teachers_of_two_sizes_label_faces_made_at_their_own_sizes(mixed):
+    from emotion_lightning.models.distillation import soft_labels
+
+    gray = faces()
+    small, large = mixed.members
+    got = soft_labels([small, large], gray, 2.0, torch.device("cpu"), progress=False)
+    with torch.no_grad():
+        want = (F.softmax(small(normalize_batch(gray, 48)) / 2.0, dim=1)
+                + F.softmax(large(normalize_batch(gray, 96)) / 2.0, dim=1)) / 2
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)

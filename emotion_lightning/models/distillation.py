@@ -28,15 +28,19 @@ def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperat
                 device: torch.device, context=None, batch_size: int = 256, progress: bool = True,
                 desc: str = "teacher soft labels") -> np.ndarray:
     """The teachers' mean softened probabilities (:func:`softened`) of each unaugmented face
-    (``faces``: uint8 ``[N, H, W]``), in batches of ``batch_size`` inside ``context`` (e.g. the
-    trainer's autocast), behind a progress bar named ``desc``; float32 ``[N, C]``."""
-    size = max(int(t.hparams.image_size) for t in teachers)
+    (``faces``: uint8 ``[N, H, W]``), each teacher reading the faces made at its own
+    ``image_size`` as its training data was, in batches of ``batch_size`` inside ``context``
+    (e.g. the trainer's autocast), behind a progress bar named ``desc``; float32 ``[N, C]``."""
+    sizes = [int(t.hparams.image_size) for t in teachers]
     chunks = []
     starts = range(0, len(faces), batch_size)
     with context or contextlib.nullcontext():
         for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
-            x = normalize_batch(faces[start:start + batch_size], size).to(device)
-            chunks.append(softened(teachers, x, temperature).cpu().numpy())
+            views = {size: normalize_batch(faces[start:start + batch_size], size).to(device)
+                     for size in set(sizes)}
+            soft = torch.stack([softened([teacher], views[size], temperature)
+                                for teacher, size in zip(teachers, sizes)]).mean(dim=0)
+            chunks.append(soft.cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
