@@ -20,6 +20,7 @@ from emotion_lightning.export import (
 )
 from emotion_lightning.images import resize_square
 from emotion_lightning.models import ClassifierEnsemble, EmotionClassifier
+from emotion_lightning.models.distillation import soft_labels
 from emotion_lightning.models.test_time import resized
 from tests.conftest import CLASSES
 
@@ -102,8 +103,6 @@ def test_a_mixed_size_ensemble_exports(mixed, tmp_path, fmt):
 
 
 def test_teachers_of_two_sizes_label_faces_made_at_their_own_sizes(mixed):
-    from emotion_lightning.models.distillation import soft_labels
-
     gray = faces()
     small, large = mixed.members
     got = soft_labels([small, large], gray, 2.0, torch.device("cpu"), progress=False)

@@ -14,14 +14,18 @@ from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.test_time import resized
 
 
+def _tempered(teacher: torch.nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(logits / temperature)`` of one teacher on ``x`` (already at its input size)."""
+    with torch.no_grad():
+        return F.softmax(teacher(x).float() / temperature, dim=1)
+
+
 def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
              temperature: float) -> torch.Tensor:
     """The mean over ``teachers`` of ``softmax(logits / temperature)`` of the normalised
     batch ``x``, each teacher seeing it at its own ``hparams.image_size``."""
-    with torch.no_grad():
-        return torch.stack([
-            F.softmax(teacher(resized(x, teacher.hparams.image_size)).float() / temperature, dim=1)
-            for teacher in teachers]).mean(dim=0)
+    return torch.stack([_tempered(teacher, resized(x, teacher.hparams.image_size), temperature)
+                        for teacher in teachers]).mean(dim=0)
 
 
 def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperature: float,
@@ -38,7 +42,7 @@ def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperat
         for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
             views = {size: normalize_batch(faces[start:start + batch_size], size).to(device)
                      for size in set(sizes)}
-            soft = torch.stack([softened([teacher], views[size], temperature)
+            soft = torch.stack([_tempered(teacher, views[size], temperature)
                                 for teacher, size in zip(teachers, sizes)]).mean(dim=0)
             chunks.append(soft.cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
