@@ -112,6 +112,37 @@ def test_grid_sweep_and_slurm_launcher_compose(tmp_path):
     assert launcher.tasks_per_node == cfg.trainer.devices and launcher.nodes == cfg.trainer.num_nodes
 
 
+def test_augmentation_grid_sweeps_ranges_and_the_report_plots_them_as_categories(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from emotion_lightning.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fer7_vgg_cpu", "hparams_search=fer_augment"],
+                      return_hydra_config=True)
+    assert cfg.trainer.max_time == "00:00:10:00" and cfg.test is False
+    swept = OverridesParser.create().parse_overrides(
+        [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()])
+    grid = {o.key_or_group: list(o.sweep_iterator()) for o in swept}
+    assert grid == {"data.augmentation.scale": [[0.5, 1.0], [0.8, 1.2]],
+                    "data.augmentation.translate": [0.25, 0.1],
+                    "data.augmentation.rotate": [10, 20]}
+    sweep = tmp_path / "sweep"
+    for name, scale, rotate, acc in (("0", "[0.5,1.0]", 10, 0.61), ("1", "[0.8,1.2]", 10, 0.64),
+                                     ("2", "[0.8,1.2]", 20, 0.62)):
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(
+            [f"data.augmentation.scale={scale}", f"data.augmentation.rotate={rotate}"]))
+        (sweep / name / "metrics.json").write_text(json.dumps({"val/acc": acc}))
+    out = write_report(sweep)
+    lines = out["md"].read_text().splitlines()
+    assert lines[2] == "| trial | data.augmentation.scale | data.augmentation.rotate | val/acc |" \
+        " val/balanced_acc | test/acc | test/balanced_acc | status |"
+    assert lines[4].startswith("| 1 | [0.8,1.2] | 10 | 0.6400 |")
+    assert out["png"].stat().st_size > 1000
+
+
 def memory_formats(model) -> dict[str, set[bool]]:
     """Whether each 3x3+ conv weight with several input channels, and the activations in and
     out of layer1's first conv, are channels-last (1-channel and 1x1 tensors are both formats)."""

@@ -4,7 +4,8 @@
 
 Writes ``sweep_table.csv``, ``sweep_table.md`` and ``sweep_plot.png`` into that directory:
 one row per trial with its overrides and metrics, and the optimised metric against each
-swept parameter (log scale for learning rates).
+swept parameter (log scale for learning rates; a parameter swept over ranges or names, one
+category per value).
 """
 
 from __future__ import annotations
@@ -118,9 +119,11 @@ def _plot(rows: list[dict], params: list[str], metric: str, path: Path) -> None:
     fig = Figure(figsize=(4.5 * len(params), 3.6))
     axes = fig.subplots(1, len(params), squeeze=False)
     for ax, param in zip(axes[0], params):
-        pairs = [(_value(r["overrides"].get(param, r["trial"])), r["metrics"].get(metric))
+        pairs = [(r["overrides"].get(param, r["trial"]), r["metrics"].get(metric))
                  for r in rows if r["metrics"].get(metric) is not None]
-        xs = [x for x, _ in pairs]
+        xs = [_value(x) for x, _ in pairs]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            xs = [x for x, _ in pairs]  # ranges, names: one category per override as written
         ax.scatter(xs, [y for _, y in pairs])
         if "lr" in param and all(isinstance(x, (int, float)) and x > 0 for x in xs):
             ax.set_xscale("log")
