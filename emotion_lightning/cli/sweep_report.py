@@ -121,11 +121,11 @@ def _plot(rows: list[dict], params: list[str], metric: str, path: Path) -> None:
     for ax, param in zip(axes[0], params):
         pairs = [(r["overrides"].get(param, r["trial"]), r["metrics"].get(metric))
                  for r in rows if r["metrics"].get(metric) is not None]
-        xs = [_value(x) for x, _ in pairs]
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
-            xs = [x for x, _ in pairs]  # ranges, names: one category per override as written
+        values = [_value(x) for x, _ in pairs]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        xs = values if numeric else [x for x, _ in pairs]  # ranges, names: one category each
         ax.scatter(xs, [y for _, y in pairs])
-        if "lr" in param and all(isinstance(x, (int, float)) and x > 0 for x in xs):
+        if "lr" in param and numeric and all(x > 0 for x in xs):
             ax.set_xscale("log")
         ax.set_xlabel(param)
         ax.set_ylabel(metric)
