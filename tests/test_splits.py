@@ -62,8 +62,9 @@ def test_fer_and_wild_refuse_the_same_fractions(tmp_path, train, test):
                  lambda: WildDataModule(tmp_path, train_fraction=train, test_fraction=test)):
         with pytest.raises(ValueError, match="the rest is validation"):
             make()
-    with pytest.raises(ValueError, match="val_fraction"):
-        FERDataModule(tmp_path, val_fraction=0.0)
+    for val_fraction in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"val_fraction .* must be in \[0, 1\)"):
+            FERDataModule(tmp_path, val_fraction=val_fraction)
 
 
 def test_random_split_tests_on_val_without_a_test_part():

@@ -18,10 +18,12 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from emotion_lightning.callbacks.prior_correction import PriorCorrection
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.cli.common import (
     instantiate_group,
@@ -42,6 +44,8 @@ from emotion_lightning.runtime import cpu_name
 # twice; resume_checkpoint has made sure there is no earlier checkpoint to pick up.
 FROM_SCRATCH_WARNINGS = (r"`\.fit\(ckpt_path=None\)` was called without a model",
                          r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint')
+# Lightning on a datamodule whose val_dataloader() is an empty list (no validation split)
+NO_VALIDATION_WARNING = r"Total length of `list` across ranks is zero"
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
@@ -56,7 +60,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     identify_run(cfg, output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks_cfg = cfg.get("callbacks")
+    if cfg.get("train", True) and not validates(datamodule):
+        callbacks_cfg = callbacks_without_validation(callbacks_cfg)
+    callbacks = instantiate_group(callbacks_cfg)
     loggers = instantiate_group(cfg.get("logger"))
     try:
         metrics, trainer = _fit_and_test(cfg, datamodule, model, callbacks, loggers, ckpt_path)
@@ -81,6 +88,8 @@ def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: 
             if ckpt_path is None:  # checked: there is nothing to resume, as Lightning then says
                 for message in FROM_SCRATCH_WARNINGS:
                     warnings.filterwarnings("ignore", message=message)
+            if not validates(datamodule):  # the empty validation list is meant: a refit
+                warnings.filterwarnings("ignore", message=NO_VALIDATION_WARNING)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if finished_step is not None and trainer.global_step == finished_step:
             # nothing trained, no validation: metrics.json would only lose the run's results
@@ -101,6 +110,36 @@ def _fit_and_test(cfg: DictConfig, datamodule, model, callbacks: list, loggers: 
         metrics.update(scalar_metrics(trainer.callback_metrics))
     metrics["best_ckpt"] = str(Path(best).resolve()) if best else None
     return metrics, trainer
+
+
+def validates(datamodule) -> bool:
+    """Whether fitting on ``datamodule`` validates (false for a refit on all training data)."""
+    return getattr(datamodule, "has_validation", lambda: True)()
+
+
+def callbacks_without_validation(callbacks_cfg: DictConfig | None) -> DictConfig | None:
+    """The callbacks of a fit that has no validation split (a refit, e.g. FER with
+    ``data.val_fraction=0``): checkpoints are saved after every training epoch with nothing
+    monitored (the top-1 one is then the latest epoch, which is tested), and early stopping
+    and prior correction, which read validation, are left out (``model.prior_tau`` stays)."""
+    if not callbacks_cfg:
+        return callbacks_cfg
+    kept = {}
+    for name, entry in callbacks_cfg.items():
+        if not isinstance(entry, DictConfig) or "_target_" not in entry:
+            continue
+        target = get_class(entry._target_)
+        if issubclass(target, (EarlyStopping, PriorCorrection)):
+            log.warning("no validation split: callbacks.%s (%s) is left out", name,
+                        target.__name__)
+            continue
+        entry = OmegaConf.to_container(entry, resolve=True)  # kept apart from the run's cfg
+        if issubclass(target, ModelCheckpoint):
+            entry.update(monitor=None, save_on_train_epoch_end=True)
+            log.info("no validation split: callbacks.%s saves after every training epoch, "
+                     "monitoring nothing", name)
+        kept[name] = entry
+    return OmegaConf.create(kept)
 
 
 def finished_run_step(cfg: DictConfig, ckpt_path: str | None) -> int | None:
@@ -229,11 +268,15 @@ def optimized_value(metrics: dict, name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
     except SIGTERMException:  # Lightning stops on SIGTERM after checkpoints/interrupted.ckpt
         log.warning("stopped by SIGTERM: resume with ckpt_path=last (a requeued SLURM job does)")
         sys.exit(128 + signal.SIGTERM)
-    return optimized_value(metrics, cfg.get("optimized_metric"))
+    name = cfg.get("optimized_metric")
+    if name and name not in metrics and not validates(objects["datamodule"]):
+        log.warning("no validation split: there is no %s to return to a sweeper", name)
+        return None
+    return optimized_value(metrics, name)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,9 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
     #: files (class folders): read by cross-dataset evaluation.
     DATASET_CLASSES: tuple[str, ...] | None = None
 
+    #: True where a fit may go without a validation split (FER's ``val_fraction=0``: a refit).
+    validation_optional: bool = False
+
     def __init__(
         self,
         classes: Sequence[str],
@@ -239,6 +242,8 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         needed = STAGE_SPLITS.get(stage or "", SPLITS)
+        if self.validation_optional and stage != "validate":
+            needed = tuple(s for s in needed if s != "val")
         if all(s in self.datasets for s in needed):
             return
         for split, (images, labels) in self.load_splits(stage).items():
@@ -247,8 +252,23 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
             self.datasets[split] = ArrayDataset(images, labels, preset)
         missing = [s for s in needed if s not in self.datasets or len(self.datasets[s]) == 0]
         if missing:
-            raise ValueError(f"{type(self).__name__}: no samples in split(s) {missing}")
+            hint = (" (data.val_fraction=0 holds no validation faces out of Training)"
+                    if self.validation_optional and "val" in missing else "")
+            raise ValueError(f"{type(self).__name__}: no samples in split(s) {missing}{hint}")
         log.info("%s: %s", type(self).__name__, self.describe())
+
+    def has_validation(self) -> bool:
+        """Whether fitting has a validation split (where it is optional, this loads the
+        fit's splits to know)."""
+        if not self.validation_optional:
+            return True
+        self.setup("fit")
+        return "val" in self.datasets
+
+    def val_dataloader(self):
+        """The validation loader; none (an empty list: Lightning skips validation) when
+        :meth:`has_validation` is false."""
+        return super().val_dataloader() if self.has_validation() else []
 
     def _loader(self, split: str, shuffle: bool):
         if self.loader == "workers":

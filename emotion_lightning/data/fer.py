@@ -42,7 +42,9 @@ class FERDataModule(GrayImageDataModule):
         classes: ordered subset of the seven FER emotions (default: the recipe's five).
         split: ``official`` — Training → train, PublicTest → val, PrivateTest → test; when
             PrivateTest is absent, ``val_fraction`` of Training is held out for validation and
-            PublicTest becomes the test split. ``random`` — seeded, stratified fractions of
+            PublicTest becomes the test split; ``val_fraction=0`` holds nothing out (a refit
+            on all of Training with settings chosen on an earlier run's validation: no
+            validation split, the last epoch is tested). ``random`` — seeded, stratified fractions of
             all images (``train_fraction`` / rest for val; ``test_fraction`` for an optional
             test split, otherwise test reports on val), never splitting identical images.
         drop_blank: drop constant frames (FER holds all-black and placeholder images).
@@ -70,12 +72,14 @@ class FERDataModule(GrayImageDataModule):
         **loader: Unpack[LoaderOptions],
     ) -> None:
         super().__init__(classes, **loader)
+        self.validation_optional = split == "official" and val_fraction == 0
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
         check_fractions(train_fraction, test_fraction)
-        if not 0 < val_fraction < 1:
+        if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction (of Training, held out for validation) must be in "
-                             f"(0, 1), got {val_fraction}")
+                             f"[0, 1) (0: no validation, a refit on all of Training), got "
+                             f"{val_fraction}")
         self.root = Path(root).expanduser()
         self.split = split
         self.train_fraction = train_fraction
@@ -115,6 +119,10 @@ class FERDataModule(GrayImageDataModule):
                 "metrics. Add a Usage column (Training/PublicTest/PrivateTest) or a test/ folder, "
                 "or use data.split=random (optionally with data.test_fraction=0.1)."
             )
+        if self.val_fraction == 0:
+            log.info("no PrivateTest images and val_fraction=0: training on all of Training (no "
+                     "validation), testing on PublicTest")
+            return {"train": train, "test": public}
         log.info("no PrivateTest images: validating on %.0f%% of Training, testing on PublicTest",
                  100 * self.val_fraction)
         groups = pixel_groups(images[train])
