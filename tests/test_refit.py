@@ -18,7 +18,8 @@ from tests.conftest import compose_cfg, one_torch_thread
 def test_val_fraction_zero_trains_on_all_of_training(fer_folder):
     held_out = FERDataModule(fer_folder, cache_dir=None, drop_blank=False, val_fraction=0.25)
     refit = FERDataModule(fer_folder, cache_dir=None, drop_blank=False, val_fraction=0.0)
-    held_out.setup("fit"), refit.setup("fit")
+    held_out.setup("fit")
+    refit.setup("fit")
     total = len(held_out.datasets["train"]) + len(held_out.datasets["val"])
     assert len(refit.datasets["train"]) == total == 38  # the five classes' Training faces
     assert held_out.has_validation() and not refit.has_validation()
@@ -55,7 +56,7 @@ def test_refit_tests_the_last_epoch_and_returns_no_sweep_value(fer_folder, tmp_p
                  "model.prior_tau=0.3", "logger=csv"]
     cfg = compose_cfg("train", overrides, run)
     with caplog.at_level(logging.WARNING), one_torch_thread():
-        metrics, objects = train(cfg)
+        _, objects = train(cfg)
     assert "callbacks.prior_correction (PriorCorrection) is left out" in caplog.text
     written = json.loads((run / "metrics.json").read_text())
     assert not any(key.startswith(("val/", "prior/")) for key in written)
