@@ -27,7 +27,8 @@ def test_val_fraction_zero_trains_on_all_of_training(fer_folder):
     refit.setup("test")
     held_out.setup("test")
     assert len(refit.datasets["test"]) == len(held_out.datasets["test"]) == 12
-    with pytest.raises(ValueError, match=r"no samples in split\(s\) \['val'\] \(data.val_fraction=0"):
+    with pytest.raises(ValueError,
+                       match=r"no samples in split\(s\) \['val'\] \(data.val_fraction=0"):
         FERDataModule(fer_folder, cache_dir=None, val_fraction=0.0).setup("validate")
 
 

@@ -44,9 +44,10 @@ class FERDataModule(GrayImageDataModule):
             PrivateTest is absent, ``val_fraction`` of Training is held out for validation and
             PublicTest becomes the test split; ``val_fraction=0`` holds nothing out (a refit
             on all of Training with settings chosen on an earlier run's validation: no
-            validation split, the last epoch is tested). ``random`` — seeded, stratified fractions of
-            all images (``train_fraction`` / rest for val; ``test_fraction`` for an optional
-            test split, otherwise test reports on val), never splitting identical images.
+            validation split, the last epoch is tested). ``random`` — seeded, stratified
+            fractions of all images (``train_fraction`` / rest for val; ``test_fraction`` for
+            an optional test split, otherwise test reports on val), never splitting identical
+            images.
         drop_blank: drop constant frames (FER holds all-black and placeholder images).
         cache_dir: where decoded images are cached (``None`` disables the cache).
         loader: ``image_size``, ``batch_size``, ``num_workers``, ``augment``, ``augmentation``,
