@@ -3,6 +3,7 @@ precision and channels-last."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.cli.sweep_report import write_report
 from emotion_lightning.cli.train import train
+from emotion_lightning.data.presets import inert_strengths
 from tests.conftest import compose_cfg, run_ddp
 from tests.helpers import BIN, SYNTH, run_cli
 
@@ -128,6 +130,11 @@ def test_augmentation_grid_sweeps_ranges_and_the_report_plots_them_as_categories
     assert grid == {"data.augmentation.scale": [[0.5, 1.0], [0.8, 1.2]],
                     "data.augmentation.translate": [0.25, 0.1],
                     "data.augmentation.rotate": [10, 20]}
+    # the recipe has the affine off; the search turns it on, or every trial would be the recipe
+    assert cfg.data.augmentation.affine_p == 0.5
+    for point in itertools.product(*grid.values()):
+        trial = {**cfg.data.augmentation, **{k.rsplit(".", 1)[1]: v for k, v in zip(grid, point)}}
+        assert inert_strengths(trial) == [], point
     sweep = tmp_path / "sweep"
     for name, scale, rotate, acc in (("0", "[0.5,1.0]", 10, 0.61), ("1", "[0.8,1.2]", 10, 0.64),
                                      ("2", "[0.8,1.2]", 20, 0.62)):

@@ -1,15 +1,20 @@
-"""Training augmentation knobs (data/presets.py): each changes the output it should, and every
-knob is declared, with GrayPreset's defaults, in the data configs."""
+"""Training augmentation knobs (data/presets.py): each changes the output it should, every knob
+is declared, with GrayPreset's defaults, in the data configs, and strengths whose probability is
+0 are named (no experiment composes any)."""
 
 from __future__ import annotations
 
 import inspect
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from emotion_lightning.data.presets import GrayPreset
+from emotion_lightning.cli import CONFIG_DIR
+from emotion_lightning.data.presets import GrayPreset, inert_strengths
+from emotion_lightning.data.synthetic import SyntheticDataModule
 from tests.conftest import compose_cfg
 
 # everything off: the train preset then equals the eval preset
@@ -72,3 +77,31 @@ def test_data_configs_declare_every_knob_with_the_preset_defaults(data, tmp_path
         default = params[key].default
         assert (list(value) if isinstance(default, tuple) else value) == (
             list(default) if isinstance(default, tuple) else default), key
+
+
+def test_inert_strengths_names_each_strength_its_zero_probability_leaves_unused():
+    assert inert_strengths({"affine_p": 0.0, "scale": [0.8, 1.2], "translate": 0.1,
+                            "rotate": 10.0, "erasing_p": 0.0, "erasing_ratio": (0.5, 2.0)}) == [
+        "translate=0.1 (affine_p=0)", "scale=[0.8, 1.2] (affine_p=0)",
+        "erasing_ratio=[0.5, 2.0] (erasing_p=0)"]
+    assert inert_strengths({"affine_p": 0.5, "scale": [0.8, 1.2], "erasing_scale": (0.1, 0.2),
+                            "erasing_p": 0.5}) == []
+    assert inert_strengths({"affine_p": 0.0, "scale": (0.5, 1.0), "translate": 0.25}) == []
+    assert inert_strengths({"erasing_ratio": (0.5, 2.0)}) == ["erasing_ratio=[0.5, 2.0] (erasing_p=0)"]
+
+
+def test_the_datamodule_warns_about_inert_strengths_unless_it_does_not_augment(caplog):
+    with caplog.at_level(logging.WARNING, logger="emotion_lightning.data.base"):
+        SyntheticDataModule(augmentation={"affine_p": 0.0, "scale": [0.8, 1.2]})
+        assert "scale=[0.8, 1.2] (affine_p=0) change nothing" in caplog.text
+        caplog.clear()
+        SyntheticDataModule(augment=False, augmentation={"affine_p": 0.0, "scale": [0.8, 1.2]})
+        SyntheticDataModule(augmentation={"affine_p": 0.5, "scale": [0.8, 1.2]})
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")))
+def test_no_experiment_sets_an_inert_strength(experiment, tmp_path):
+    cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
+    assert inert_strengths(cfg.data.get("augmentation") or {}) == []

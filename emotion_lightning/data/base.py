@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.batch_augment import BatchAugment
 from emotion_lightning.data.device_loader import DeviceBatches, ShardSampler, resized_stack
-from emotion_lightning.data.presets import GrayPreset
+from emotion_lightning.data.presets import GrayPreset, inert_strengths
 from emotion_lightning.runtime import auto_num_workers
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,10 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         self.num_workers = num_workers
         self.augment = augment
         self.augmentation = dict(augmentation or {})
+        inert = inert_strengths(self.augmentation) if augment else []
+        if inert:
+            log.warning("data.augmentation: %s change nothing while their probability is 0; "
+                        "set it above 0 to apply them", ", ".join(inert))
         self.pin_memory = pin_memory
         self.loader = loader
         self.datasets: dict[str, ArrayDataset] = {}

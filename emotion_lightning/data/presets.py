@@ -5,7 +5,9 @@ The conversions they build on (to gray, resize) are in :mod:`emotion_lightning.i
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -36,6 +38,28 @@ def check_probabilities(**probabilities: float) -> None:
     for name, p in probabilities.items():
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"data.augmentation.{name} is a probability in [0, 1], got {p}")
+
+
+#: The probability that applies each group of ``data.augmentation`` strengths.
+GATED_STRENGTHS = {"affine_p": ("rotate", "translate", "scale"),
+                   "erasing_p": ("erasing_scale", "erasing_ratio")}
+
+
+def _plain(value):
+    """A range as a list (tuple, list or OmegaConf's ListConfig), any other value as it is."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
+def inert_strengths(augmentation: Mapping) -> list[str]:
+    """The ``data.augmentation`` strengths set away from :class:`GrayPreset`'s defaults while
+    the probability that applies them is 0, as ``"key=value (gate=0)"``: they change no image,
+    so runs or sweeps that differ only in them differ only by chance."""
+    defaults = {k: p.default for k, p in inspect.signature(GrayPreset).parameters.items()}
+    return [f"{key}={_plain(augmentation[key])} ({gate}=0)"
+            for gate, strengths in GATED_STRENGTHS.items()
+            if augmentation.get(gate, defaults[gate]) == 0
+            for key in strengths
+            if key in augmentation and _plain(augmentation[key]) != _plain(defaults[key])]
 
 
 class GrayPreset:
