@@ -1,6 +1,6 @@
 """Training augmentation knobs (data/presets.py): each changes the output it should, every knob
 is declared, with GrayPreset's defaults, in the data configs, and strengths whose probability is
-0 are named (no experiment composes any)."""
+0 are named (no experiment composes any, nor classifier settings that change nothing)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.data.presets import GrayPreset, inert_strengths
 from emotion_lightning.data.synthetic import SyntheticDataModule
+from emotion_lightning.models.classifier import inert_settings
 from tests.conftest import compose_cfg
 
 # everything off: the train preset then equals the eval preset
@@ -87,7 +88,8 @@ def test_inert_strengths_names_each_strength_its_zero_probability_leaves_unused(
     assert inert_strengths({"affine_p": 0.5, "scale": [0.8, 1.2], "erasing_scale": (0.1, 0.2),
                             "erasing_p": 0.5}) == []
     assert inert_strengths({"affine_p": 0.0, "scale": (0.5, 1.0), "translate": 0.25}) == []
-    assert inert_strengths({"erasing_ratio": (0.5, 2.0)}) == ["erasing_ratio=[0.5, 2.0] (erasing_p=0)"]
+    assert inert_strengths({"erasing_ratio": (0.5, 2.0)}) == [
+        "erasing_ratio=[0.5, 2.0] (erasing_p=0)"]
 
 
 def test_the_datamodule_warns_about_inert_strengths_unless_it_does_not_augment(caplog):
@@ -102,6 +104,8 @@ def test_the_datamodule_warns_about_inert_strengths_unless_it_does_not_augment(c
 
 @pytest.mark.parametrize(
     "experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")))
-def test_no_experiment_sets_an_inert_strength(experiment, tmp_path):
+def test_no_experiment_sets_a_knob_that_changes_nothing(experiment, tmp_path):
     cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
     assert inert_strengths(cfg.data.get("augmentation") or {}) == []
+    if cfg.model._target_.endswith("EmotionClassifier"):
+        assert inert_settings(cfg.model) == []

@@ -1,6 +1,9 @@
-"""Mixup and cutmix (models/mixing.py) and the classifier's mixed-target training step."""
+"""Mixup and cutmix (models/mixing.py), the classifier's mixed-target training step, and its
+settings that change nothing as given (mixing and distillation knobs left without effect)."""
 
 from __future__ import annotations
+
+import logging
 
 import lightning as L
 import pytest
@@ -9,6 +12,7 @@ import torch.nn.functional as F
 
 from emotion_lightning.data import SyntheticDataModule
 from emotion_lightning.models import EmotionClassifier
+from emotion_lightning.models.classifier import inert_settings
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 
 
@@ -111,3 +115,22 @@ def test_mixing_off_trains_with_the_hard_label_loss():
     model = EmotionClassifier(["a", "b"], mixup_alpha=0.0, cutmix_alpha=0.0)
     assert not model.mixer.enabled
     assert not EmotionClassifier(["a", "b"], mixup_alpha=0.2, mix_p=0.0).mixer.enabled
+
+
+def test_settings_that_change_nothing_are_named_and_logged(caplog):
+    assert inert_settings({"mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_p": 0.5}) == [
+        "model.mix_p=0.5 (mixup_alpha and cutmix_alpha are 0)"]
+    assert inert_settings({"mixup_alpha": 0.2, "mix_p": 0.0}) == [
+        "model.mixup_alpha=0.2 (mix_p is 0)"]
+    assert inert_settings({"teacher": None, "distill_temperature": 2.0, "distill_weight": 0.5,
+                           "distill_offline": True}) == [
+        "model.distill_temperature=2.0 (no model.teacher)",
+        "model.distill_offline=True (no model.teacher)"]
+    assert inert_settings({"teacher": ["a.ckpt"], "distill_temperature": 2.0,
+                           "mixup_alpha": 0.2, "mix_p": 0.5}) == []
+    with caplog.at_level(logging.WARNING, logger="emotion_lightning.models.classifier"):
+        EmotionClassifier(["a", "b"], distill_temperature=2.0)
+        assert "model.distill_temperature=2.0 (no model.teacher) change nothing" in caplog.text
+        caplog.clear()
+        EmotionClassifier(["a", "b"], mixup_alpha=0.2, mix_p=0.5)
+    assert caplog.text == ""

@@ -3,9 +3,10 @@ targets), evaluated per class."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -140,6 +141,9 @@ class EmotionClassifier(ClassScoring):
                              f"(0, 1], got {distill_temperature} and {distill_weight}")
         # records the normalised class_names/class_weights above (read from this frame)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        inert = inert_settings(self.hparams)
+        if inert:
+            log.warning("%s change nothing as given", ", ".join(inert))
         self.net = create_backbone(arch, len(class_names), conv1_init, weights)
         _reset_head_if_classes_differ(self.net, weights, class_names)
         if channels_last:
@@ -310,6 +314,23 @@ class EmotionClassifier(ClassScoring):
                                            "conv1_init": hparams.get("conv1_init")}
             hparams["weights"] = None  # the state dict holds the weights: load needs no file
             hparams["conv1_init"] = "random"
+
+
+def inert_settings(hparams: Mapping) -> list[str]:
+    """:class:`EmotionClassifier` settings away from their defaults that change nothing with the
+    others given, as ``"model.key=value (why)"``: ``mix_p`` with mixup and cutmix off, their
+    alphas with ``mix_p`` 0, the distillation knobs without a teacher."""
+    defaults = {k: p.default for k, p in inspect.signature(EmotionClassifier).parameters.items()}
+    gated = []
+    if not (hparams.get("mixup_alpha") or hparams.get("cutmix_alpha")):
+        gated.append(("mix_p", "mixup_alpha and cutmix_alpha are 0"))
+    if hparams.get("mix_p", defaults["mix_p"]) == 0:
+        gated += [(key, "mix_p is 0") for key in ("mixup_alpha", "cutmix_alpha")]
+    if not hparams.get("teacher"):
+        gated += [(key, "no model.teacher")
+                  for key in ("distill_temperature", "distill_weight", "distill_offline")]
+    return [f"model.{key}={hparams[key]} ({why})" for key, why in gated
+            if key in hparams and hparams[key] != defaults[key]]
 
 
 def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
