@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first: a unit may import its own layer (without cycles) and the layers below.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "constants", "runtime", "images", "textfiles", "records"}),
+    frozenset({"__init__", "constants", "runtime", "images", "textfiles", "records", "inert"}),
     frozenset({"scrape"}),
     frozenset({"faces"}),
     frozenset({"data"}),

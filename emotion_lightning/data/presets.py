@@ -5,15 +5,15 @@ The conversions they build on (to gray, resize) are in :mod:`emotion_lightning.i
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
 
 from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
 from emotion_lightning.images import resize_square
+from emotion_lightning.inert import set_in_vain, signature_defaults
 
 #: The normalisation on the 0-255 scale, rounded to float32 as every transform computes it.
 MEAN_255 = float(np.float32(GRAY_MEAN * 255.0))
@@ -45,21 +45,14 @@ GATED_STRENGTHS = {"affine_p": ("rotate", "translate", "scale"),
                    "erasing_p": ("erasing_scale", "erasing_ratio")}
 
 
-def _plain(value):
-    """A range as a list (tuple, list or OmegaConf's ListConfig), any other value as it is."""
-    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
-
-
 def inert_strengths(augmentation: Mapping) -> list[str]:
     """The ``data.augmentation`` strengths set away from :class:`GrayPreset`'s defaults while
     the probability that applies them is 0, as ``"key=value (gate=0)"``: they change no image,
     so runs or sweeps that differ only in them differ only by chance."""
-    defaults = {k: p.default for k, p in inspect.signature(GrayPreset).parameters.items()}
-    return [f"{key}={_plain(augmentation[key])} ({gate}=0)"
-            for gate, strengths in GATED_STRENGTHS.items()
-            if augmentation.get(gate, defaults[gate]) == 0
-            for key in strengths
-            if key in augmentation and _plain(augmentation[key]) != _plain(defaults[key])]
+    defaults = signature_defaults(GrayPreset)
+    closed = [(key, f"{gate}=0") for gate, strengths in GATED_STRENGTHS.items()
+              if augmentation.get(gate, defaults[gate]) == 0 for key in strengths]
+    return set_in_vain(GrayPreset, augmentation, closed)
 
 
 class GrayPreset:

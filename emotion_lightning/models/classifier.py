@@ -3,7 +3,6 @@ targets), evaluated per class."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotion_lightning.inert import set_in_vain, signature_defaults
 from emotion_lightning.models.distillation import distillation_targets, softened
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.prior import training_log_prior
@@ -320,7 +320,7 @@ def inert_settings(hparams: Mapping) -> list[str]:
     """:class:`EmotionClassifier` settings away from their defaults that change nothing with the
     others given, as ``"model.key=value (why)"``: ``mix_p`` with mixup and cutmix off, their
     alphas with ``mix_p`` 0, the distillation knobs without a teacher."""
-    defaults = {k: p.default for k, p in inspect.signature(EmotionClassifier).parameters.items()}
+    defaults = signature_defaults(EmotionClassifier)
     gated = []
     if not (hparams.get("mixup_alpha") or hparams.get("cutmix_alpha")):
         gated.append(("mix_p", "mixup_alpha and cutmix_alpha are 0"))
@@ -329,8 +329,7 @@ def inert_settings(hparams: Mapping) -> list[str]:
     if not hparams.get("teacher"):
         gated += [(key, "no model.teacher")
                   for key in ("distill_temperature", "distill_weight", "distill_offline")]
-    return [f"model.{key}={hparams[key]} ({why})" for key, why in gated
-            if key in hparams and hparams[key] != defaults[key]]
+    return set_in_vain(EmotionClassifier, hparams, gated, prefix="model.")
 
 
 def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
