@@ -18,10 +18,9 @@ def signature_defaults(owner: Callable) -> dict:
     return {k: p.default for k, p in inspect.signature(owner).parameters.items()}
 
 
-def set_in_vain(owner: Callable, values: Mapping, gated: Iterable[tuple[str, str]],
+def set_in_vain(defaults: Mapping, values: Mapping, gated: Iterable[tuple[str, str]],
                 prefix: str = "") -> list[str]:
     """``"<prefix>key=value (why)"`` for each ``(key, why)`` of ``gated`` whose value in
-    ``values`` differs from its default in ``owner``'s signature."""
-    defaults = signature_defaults(owner)
+    ``values`` differs from its entry in ``defaults`` (:func:`signature_defaults`)."""
     return [f"{prefix}{key}={_plain(values[key])} ({why})" for key, why in gated
             if key in values and _plain(values[key]) != _plain(defaults[key])]

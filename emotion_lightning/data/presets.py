@@ -52,7 +52,7 @@ def inert_strengths(augmentation: Mapping) -> list[str]:
     defaults = signature_defaults(GrayPreset)
     closed = [(key, f"{gate}=0") for gate, strengths in GATED_STRENGTHS.items()
               if augmentation.get(gate, defaults[gate]) == 0 for key in strengths]
-    return set_in_vain(GrayPreset, augmentation, closed)
+    return set_in_vain(defaults, augmentation, closed)
 
 
 class GrayPreset:

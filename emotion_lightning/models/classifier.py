@@ -329,7 +329,7 @@ def inert_settings(hparams: Mapping) -> list[str]:
     if not hparams.get("teacher"):
         gated += [(key, "no model.teacher")
                   for key in ("distill_temperature", "distill_weight", "distill_offline")]
-    return set_in_vain(EmotionClassifier, hparams, gated, prefix="model.")
+    return set_in_vain(defaults, hparams, gated, prefix="model.")
 
 
 def _reset_head_if_classes_differ(net: nn.Module, weights: str | None,
