@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
-def _plain(value):
+def plain_value(value):
     """A range as a list (tuple, list or OmegaConf's ListConfig), any other value as it is."""
     return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
 
@@ -22,5 +22,5 @@ def set_in_vain(defaults: Mapping, values: Mapping, gated: Iterable[tuple[str, s
                 prefix: str = "") -> list[str]:
     """``"<prefix>key=value (why)"`` for each ``(key, why)`` of ``gated`` whose value in
     ``values`` differs from its entry in ``defaults`` (:func:`signature_defaults`)."""
-    return [f"{prefix}{key}={_plain(values[key])} ({why})" for key, why in gated
-            if key in values and _plain(values[key]) != _plain(defaults[key])]
+    return [f"{prefix}{key}={plain_value(values[key])} ({why})" for key, why in gated
+            if key in values and plain_value(values[key]) != plain_value(defaults[key])]

@@ -4,7 +4,6 @@ is declared, with GrayPreset's defaults, in the data configs, and strengths whos
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from emotion_lightning.cli import CONFIG_DIR
 from emotion_lightning.data.presets import GrayPreset, inert_strengths
 from emotion_lightning.data.synthetic import SyntheticDataModule
+from emotion_lightning.inert import plain_value, signature_defaults
 from emotion_lightning.models.classifier import inert_settings
 from tests.conftest import compose_cfg
 
@@ -72,12 +72,10 @@ def test_data_configs_declare_every_knob_with_the_preset_defaults(data, tmp_path
     cfg = compose_cfg("train", [f"data={data}", "data.augmentation.erasing_p=0.25"], tmp_path)
     declared = dict(cfg.data.augmentation)
     assert declared.pop("erasing_p") == 0.25  # an override needs no `+`
-    params = inspect.signature(GrayPreset).parameters
-    assert set(declared) | {"erasing_p"} == set(params) - {"image_size", "train"}
+    defaults = signature_defaults(GrayPreset)
+    assert set(declared) | {"erasing_p"} == set(defaults) - {"image_size", "train"}
     for key, value in declared.items():
-        default = params[key].default
-        assert (list(value) if isinstance(default, tuple) else value) == (
-            list(default) if isinstance(default, tuple) else default), key
+        assert plain_value(value) == plain_value(defaults[key]), key
 
 
 def test_inert_strengths_names_each_strength_its_zero_probability_leaves_unused():

@@ -25,6 +25,7 @@ from emotion_lightning.cli.common import (
     resolve_precision,
     save_run_config,
     seed_everything,
+    setup_allocator,
     setup_parallelism,
 )
 from emotion_lightning.constants import canonical_emotion
@@ -85,6 +86,7 @@ def cross_evaluate(cfg: DictConfig) -> dict[str, dict[str, dict]]:
     output_dir = Path(cfg.paths.output_dir)
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
+    setup_allocator(cfg)
     listed = checkpoint_paths(cfg.ckpt_path)
     paths = [Path(p).expanduser() for p in (listed if isinstance(listed, list) else [listed])]
     models = dict(zip(_row_names(paths), [load_classifier(p) for p in paths]))

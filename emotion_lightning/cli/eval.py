@@ -26,6 +26,7 @@ from emotion_lightning.cli.common import (
     resolve_precision,
     save_run_config,
     seed_everything,
+    setup_allocator,
     setup_parallelism,
 )
 from emotion_lightning.evaluation import EVAL_SPLITS, data_image_size, score
@@ -92,6 +93,7 @@ def evaluate(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
+    setup_allocator(cfg)
     setup_parallelism(cfg)
     return evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), cfg.data, cfg.trainer, output_dir, cfg.split,
                                instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),

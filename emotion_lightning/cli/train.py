@@ -32,6 +32,7 @@ from emotion_lightning.cli.common import (
     save_run_config,
     scalar_metrics,
     seed_everything,
+    setup_allocator,
     setup_parallelism,
 )
 from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identify_run
@@ -54,6 +55,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_path = resume_checkpoint(cfg) if cfg.get("train", True) else None  # before any write
     save_run_config(cfg, output_dir)
     seed_everything(cfg.get("seed"))
+    setup_allocator(cfg)
     setup_parallelism(cfg)
     resolve_precision(cfg.trainer)
 
