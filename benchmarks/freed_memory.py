@@ -38,8 +38,7 @@ from emotion_lightning.runtime import (  # noqa: E402
 
 def child(spec: str, keep: bool, batch: int, steps: int, warmup: int) -> dict:
     """One measurement in this process: images/s, kernel seconds per step, peak memory."""
-    kept = keep_freed_memory() if keep else False
-    if keep and not kept:
+    if keep and not keep_freed_memory():
         raise SystemExit("keep_freed_memory() is not available here (it needs glibc)")
     configure_threads(0)
     arch, _, size = spec.partition("@")
