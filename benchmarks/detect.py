@@ -1,5 +1,8 @@
 """Video annotation speed: bare per-frame MTCNN vs emotion-detect, searching every frame or
 every n-th frame with the faces tracked in between, on the same panning video.
+``--keep-freed-memory`` first applies ``emotion_lightning.runtime.keep_freed_memory()`` (what
+training's ``keep_freed_memory: true`` does; emotion-detect leaves glibc's allocator as it is):
+run the script with and without it, alternately, to compare.
 
 The video pans a 640x360 window across the ../shared/data/group photos laid side by side
 (3-7 faces a photo), else across drawn faces. The baseline is facenet-pytorch's MTCNN as it
@@ -8,6 +11,7 @@ row. For each emotion-detect setting it also reports the share of the baseline's
 the boxes of the same frame match at IoU >= 0.5. Prints and saves JSON.
 
     python benchmarks/detect.py --frames 60 --every-n-frames 1 3 5 --threads 2 [--ckpt best.ckpt]
+    python benchmarks/detect.py --width 1280 --height 720 --keep-freed-memory --out kept.json
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from emotion_lightning.faces import FaceDetector
 from emotion_lightning.faces.boxes import box_iou
 from emotion_lightning.models import EmotionClassifier
 from emotion_lightning.records import write_json
-from emotion_lightning.runtime import machine_record
+from emotion_lightning.runtime import keep_freed_memory, machine_record
 
 GROUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "group"
 
@@ -131,8 +135,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="keep freed buffers for reuse (training's keep_freed_memory: true)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "detect.json"))
     args = parser.parse_args()
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep-freed-memory needs glibc (keep_freed_memory() is False here)")
     torch.set_num_threads(args.threads)
 
     finder = FaceDetector(device=args.device)
@@ -180,6 +188,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "device": args.device,
         "torch_threads": args.threads,
+        "keep_freed_memory": args.keep_freed_memory,
         "classifier": {"arch": detector.classifier.hparams.arch, "image_size": detector.image_size,
                        "channels_last": detector.classifier.hparams.channels_last,
                        "test_time_flip": detector.classifier.hparams.test_time_flip,

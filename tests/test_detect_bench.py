@@ -1,0 +1,48 @@
+"""benchmarks/detect.py: bare MTCNN against emotion-detect on a panning video, one JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "detect.py"
+
+
+def run_bench(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--frames", "4", "--width", "320",
+                           "--height", "180", "--every-n-frames", "1", "2", "--threads", "1",
+                           "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator knobs are glibc's")
+def test_the_video_is_annotated_every_way_and_the_allocator_setting_saved(tmp_path):
+    out = tmp_path / "detect.json"
+    done = run_bench(out, "--keep-freed-memory")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["keep_freed_memory"] is True and result["frame_size"] == [320, 180]
+    assert result["bare_mtcnn_frames_per_second"] > 0
+    assert result["face_detector_frames_per_second"] > 0
+    assert [r["every_n_frames"] for r in result["runs"]] == [1, 2]
+    assert [r["searched_frames"] for r in result["runs"]] == [4, 2]
+    for run in result["runs"]:
+        assert run["frames_per_second"] > 0 and 0 <= run["reference_boxes_matched"] <= 1
+
+
+def test_keep_freed_memory_without_glibc_stops_before_measuring(tmp_path):
+    # the child's C library is made to look foreign: the flag cannot be honoured
+    out = tmp_path / "detect.json"
+    probe = ("import platform, runpy, sys; platform.libc_ver = lambda *a, **k: ('musl', '1');"
+             f"sys.argv = [{str(SCRIPT)!r}, '--keep-freed-memory', '--out', {str(out)!r}];"
+             f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "--keep-freed-memory needs glibc" in done.stderr
+    assert not out.exists()
