@@ -13,17 +13,13 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "detect.py"
 
 
-def run_bench(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--frames", "4", "--width", "320",
-                           "--height", "180", "--every-n-frames", "1", "2", "--threads", "1",
-                           "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator knobs are glibc's")
 def test_the_video_is_annotated_every_way_and_the_allocator_setting_saved(tmp_path):
     out = tmp_path / "detect.json"
-    done = run_bench(out, "--keep-freed-memory")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--frames", "4", "--width", "320",
+                           "--height", "180", "--every-n-frames", "1", "2", "--threads", "1",
+                           "--keep-freed-memory", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["keep_freed_memory"] is True and result["frame_size"] == [320, 180]
