@@ -1,8 +1,10 @@
 """Video annotation speed: bare per-frame MTCNN vs emotion-detect, searching every frame or
 every n-th frame with the faces tracked in between, on the same panning video.
 ``--keep-freed-memory`` first applies ``emotion_lightning.runtime.keep_freed_memory()`` (what
-training's ``keep_freed_memory: true`` does; emotion-detect leaves glibc's allocator as it is):
-run the script with and without it, alternately, to compare.
+the entry points' ``keep_freed_memory: true`` does; without it glibc's allocator is as it ships);
+``--alternate N`` runs the measurement N times each way, alternately, each in a fresh process,
+and reports per setting the median and range of every speed, the kernel seconds and the peak
+memory of a process, so a host whose speed drifts weighs on both settings alike.
 
 The video pans a 640x360 window across the ../shared/data/group photos laid side by side
 (3-7 faces a photo), else across drawn faces. The baseline is facenet-pytorch's MTCNN as it
@@ -11,7 +13,7 @@ row. For each emotion-detect setting it also reports the share of the baseline's
 the boxes of the same frame match at IoU >= 0.5. Prints and saves JSON.
 
     python benchmarks/detect.py --frames 60 --every-n-frames 1 3 5 --threads 2 [--ckpt best.ckpt]
-    python benchmarks/detect.py --width 1280 --height 720 --keep-freed-memory --out kept.json
+    python benchmarks/detect.py --width 1280 --height 720 --every-n-frames 1 2 --alternate 3
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import argparse
 import csv
 import json
 import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -123,8 +130,8 @@ def annotate(detector: EmotionDetector, video: Path, out: Path, every: int, batc
             "searched_frames": report.sources[0].searched, "rows": report.faces}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--ckpt", default=None, help="a checkpoint; default: an untrained model")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--image-size", type=int, default=48)
@@ -137,8 +144,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="keep freed buffers for reuse (training's keep_freed_memory: true)")
+    parser.add_argument("--alternate", type=int, default=0, metavar="N",
+                        help="run N fresh processes each way (glibc's default, freed memory kept),"
+                             " alternately, and report both settings")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "detect.json"))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One process's measurement: the bare detectors, then emotion-detect each way."""
     if args.keep_freed_memory and not keep_freed_memory():
         raise SystemExit("--keep-freed-memory needs glibc (keep_freed_memory() is False here)")
     torch.set_num_threads(args.threads)
@@ -197,8 +211,65 @@ def main() -> None:
         **machine_record(),
         "torch": torch.__version__,
         "opencv": cv2.__version__,
+        "kernel_seconds": os.times().system,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    print(json.dumps(result, indent=2))
+    return result
+
+
+SPEEDS = ("bare_mtcnn_frames_per_second", "face_detector_frames_per_second")
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def setting_summary(runs: list[dict]) -> dict:
+    """Median and range of each speed, kernel seconds and peak memory over one setting's runs."""
+    row = {key: spread([r[key] for r in runs]) for key in (*SPEEDS, "kernel_seconds",
+                                                           "max_rss_mb")}
+    for i, run in enumerate(runs[0]["runs"]):
+        row[f"every_n_frames_{run['every_n_frames']}_frames_per_second"] = spread(
+            [r["runs"][i]["frames_per_second"] for r in runs])
+    return row
+
+
+def alternate(args: argparse.Namespace, argv: list[str]) -> dict:
+    """``args.alternate`` child processes each way, alternately; their records and a summary."""
+    if platform.libc_ver()[0] != "glibc":
+        raise SystemExit("--alternate needs glibc: the freed-memory setting is glibc's")
+    base, tokens = [], iter(argv)
+    for token in tokens:  # the parent's options, less those it sets for each child
+        if token in ("--alternate", "--out"):
+            next(tokens, None)
+        elif token != "--keep-freed-memory" and not token.startswith(("--alternate=", "--out=")):
+            base.append(token)
+    runs: dict[str, list[dict]] = {"default": [], "kept": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.alternate):
+            for setting in ("default", "kept"):
+                out = Path(tmp) / f"{setting}{round_}.json"
+                command = [sys.executable, __file__, *base, "--out", str(out)]
+                if setting == "kept":
+                    command.append("--keep-freed-memory")
+                print(f"round {round_ + 1}/{args.alternate}, {setting}: {' '.join(command[1:])}",
+                      flush=True)
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"the {setting} run failed:\n{done.stderr}")
+                runs[setting].append(json.loads(out.read_text()))
+    return {"task": "benchmarks/detect.py, glibc's allocator as it is vs --keep-freed-memory, "
+                    f"{args.alternate} fresh processes each way, alternated",
+            "command": " ".join(["python", "benchmarks/detect.py", *base]),
+            "rounds": args.alternate, **machine_record(), "torch": torch.__version__,
+            "settings": {name: setting_summary(r) for name, r in runs.items()}, "runs": runs}
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    args = parse_args(argv)
+    result = alternate(args, argv) if args.alternate else measure(args)
+    print(json.dumps(result.get("settings", result), indent=2))
     write_json(result, args.out)
 
 

@@ -53,9 +53,9 @@ def keep_freed_memory() -> bool:
     glibc serves every allocation above its mmap threshold (activations, gradients) with a fresh
     ``mmap`` and unmaps it when freed, so each CPU training step faults in and zeroes its large
     buffers again (13% of a 2-core VGG fit's time went to the kernel). Served from the heap and
-    never trimmed, the buffers are reused warm: 6-58% more images/s for training on 2 cores
-    (``benchmarks/freed_memory.py``, README; MTCNN's detection ran slower with it, so
-    emotion-detect does not take it), and the process holds its peak memory. Forked
+    never trimmed, the buffers are reused warm: 6-58% more images/s for training and 3-21% more
+    frames/s for emotion-detect on 2 cores (``benchmarks/freed_memory.py``,
+    ``benchmarks/detect.py``, README), and the process holds its peak memory. Forked
     DataLoader workers inherit the setting. Only glibc (Linux) has these knobs: elsewhere
     (macOS, Windows, musl) nothing changes and the result is ``False``.
     """

@@ -31,6 +31,28 @@ def test_the_video_is_annotated_every_way_and_the_allocator_setting_saved(tmp_pa
         assert run["frames_per_second"] > 0 and 0 <= run["reference_boxes_matched"] <= 1
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator knobs are glibc's")
+def test_alternate_runs_each_setting_in_its_own_process_and_summarises_both(tmp_path):
+    out = tmp_path / "alternated.json"
+    # --keep-freed-memory given to the parent must not reach the default-setting child
+    done = subprocess.run([sys.executable, str(SCRIPT), "--frames", "2", "--width", "160",
+                           "--height", "90", "--every-n-frames", "2", "--threads", "1",
+                           "--keep-freed-memory", "--alternate", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 1 and result["cpu_cores"] >= 1
+    assert "--alternate" not in result["command"] and "--out" not in result["command"]
+    assert [r["keep_freed_memory"] for r in result["runs"]["default"]] == [False]
+    assert [r["keep_freed_memory"] for r in result["runs"]["kept"]] == [True]
+    for setting in ("default", "kept"):
+        summary, run = result["settings"][setting], result["runs"][setting][0]
+        assert run["frame_size"] == [160, 90] and run["max_rss_mb"] > 0
+        assert summary["kernel_seconds"]["median"] == run["kernel_seconds"] >= 0
+        speed = summary["every_n_frames_2_frames_per_second"]
+        assert speed["min"] == speed["median"] == speed["max"] == run["runs"][0]["frames_per_second"]
+
+
 def test_keep_freed_memory_without_glibc_stops_before_measuring(tmp_path):
     # the child's C library is made to look foreign: the flag cannot be honoured
     out = tmp_path / "detect.json"

@@ -101,9 +101,10 @@ def test_entry_points_keep_freed_memory_as_configured(monkeypatch, caplog, setti
     assert logged in caplog.text
 
 
-@pytest.mark.parametrize("config_name", ["train", "eval", "cross_eval"])
+@pytest.mark.parametrize("config_name", ["train", "eval", "cross_eval", "detect"])
 def test_entry_point_configs_keep_freed_memory_by_default(tmp_path, config_name):
     from tests.conftest import compose_cfg
 
-    overrides = [] if config_name == "train" else ["ckpt_path=x.ckpt"]
+    overrides = {"train": [], "detect": ["ckpt_path=x.ckpt", "input=x.jpg"]}.get(
+        config_name, ["ckpt_path=x.ckpt"])
     assert compose_cfg(config_name, overrides, tmp_path).keep_freed_memory is True

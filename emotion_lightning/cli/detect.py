@@ -17,12 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion_lightning.cli import CONFIG_DIR
-from emotion_lightning.cli.common import checkpoint_paths, log
+from emotion_lightning.cli.common import checkpoint_paths, log, setup_allocator
 from emotion_lightning.detect import EmotionDetector, MediaAnnotator, RunReport
 
 
 def detect(cfg: DictConfig) -> RunReport:
     """Load ``cfg.ckpt_path`` and annotate ``cfg.input`` into ``cfg.output_dir``."""
+    setup_allocator(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     detector = EmotionDetector.from_checkpoint(
