@@ -55,10 +55,10 @@ def panorama(height: int) -> tuple[np.ndarray, str]:
                              interpolation=cv2.INTER_AREA) for p in photos]
         return np.concatenate(scaled, axis=1), f"{len(photos)} group photos from {GROUP}"
     rng = np.random.default_rng(0)
-    canvas = np.full((height, 4 * height), 190, np.uint8)
-    for i in range(12):
-        x, y = 30 + i * (canvas.shape[1] - 150) // 12, 40 + (i % 3) * (height - 150) // 2
-        canvas[y:y + 96, x:x + 96] = draw_face(DEFAULT_CLASSES[i % 5], rng, 96)
+    canvas, size = np.full((height, 4 * height), 190, np.uint8), min(96, height // 2)
+    for i in range(12):  # spread over the canvas whatever its height
+        x, y = i * (canvas.shape[1] - size) // 11, (i % 3) * (height - size) // 2
+        canvas[y:y + size, x:x + size] = draw_face(DEFAULT_CLASSES[i % 5], rng, size)
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), "drawn faces (no group photos found)"
 
 

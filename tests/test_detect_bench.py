@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import subprocess
@@ -51,6 +52,17 @@ def test_alternate_runs_each_setting_in_its_own_process_and_summarises_both(tmp_
         assert summary["kernel_seconds"]["median"] == run["kernel_seconds"] >= 0
         speed = summary["every_n_frames_2_frames_per_second"]
         assert speed["min"] == speed["median"] == speed["max"] == run["runs"][0]["frames_per_second"]
+
+
+@pytest.mark.parametrize("height", [40, 90, 360])
+def test_without_group_photos_the_drawn_faces_fit_any_frame_height(tmp_path, height):
+    spec = importlib.util.spec_from_file_location("detect_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.GROUP = tmp_path  # no photos here
+    wide, content = module.panorama(height)
+    assert content.startswith("drawn faces") and wide.shape == (height, 4 * height, 3)
+    assert (wide != 190).any(axis=2).mean() > 0.1  # faces drawn, not a blank canvas
 
 
 def test_keep_freed_memory_without_glibc_stops_before_measuring(tmp_path):
