@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
 from emotion_lightning.data.batch_augment import BatchAugment
+from emotion_lightning.data.cross_fit import STATE_KEY, CrossFit, face_folds
 from emotion_lightning.data.device_loader import DeviceBatches, ShardSampler, resized_stack
 from emotion_lightning.data.presets import GrayPreset, inert_strengths
 from emotion_lightning.runtime import auto_num_workers
@@ -151,6 +152,9 @@ class LoaderOptions(TypedDict, total=False):
     augmentation: dict | None
     pin_memory: bool | None
     loader: str
+    cross_fit_folds: int
+    cross_fit_fold: int | None
+    cross_fit_seed: int
 
 
 class SplitLoaders:
@@ -198,6 +202,10 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
             by the same function) and each batch is sampled, augmented (:class:`BatchAugment`,
             the same augmentation) and normalised there: :class:`DeviceBatches`, one shard
             per DDP process; the workers and pinning options are not used.
+        cross_fit_folds, cross_fit_fold, cross_fit_seed: train without fold ``cross_fit_fold``
+            of ``cross_fit_folds`` (a face's fold: :func:`~emotion_lightning.data.cross_fit.
+            face_folds` with ``cross_fit_seed``): a teacher that can label that fold's faces
+            out of sample. The checkpoint records it; ``None``: train on every face.
     """
 
     #: The side every image of the dataset has, where one does (FER2013: 48): an ensemble reads
@@ -221,6 +229,9 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         augmentation: dict | None = None,
         pin_memory: bool | None = None,
         loader: str = "workers",
+        cross_fit_folds: int = 1,
+        cross_fit_fold: int | None = None,
+        cross_fit_seed: int = 0,
     ) -> None:
         super().__init__()
         if loader not in LOADERS:
@@ -237,6 +248,11 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
                         "set it above 0 to apply them", ", ".join(inert))
         self.pin_memory = pin_memory
         self.loader = loader
+        if cross_fit_fold is None and cross_fit_folds != 1:
+            raise ValueError(f"data.cross_fit_folds={cross_fit_folds} needs data.cross_fit_fold "
+                             "(the fold to train without, 0 to folds - 1)")
+        self.cross_fit = (None if cross_fit_fold is None
+                          else CrossFit(cross_fit_folds, cross_fit_fold, cross_fit_seed))
         self.datasets: dict[str, ArrayDataset] = {}
         self._on_device: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -251,6 +267,8 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         if all(s in self.datasets for s in needed):
             return
         for split, (images, labels) in self.load_splits(stage).items():
+            if split == "train" and self.cross_fit is not None:
+                images, labels = self._without_held_out_fold(images, labels)
             train = split == "train" and self.augment
             preset = GrayPreset(self.image_size, train=train, **(self.augmentation if train else {}))
             self.datasets[split] = ArrayDataset(images, labels, preset)
@@ -260,6 +278,26 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
                     if self.validation_optional and "val" in missing else "")
             raise ValueError(f"{type(self).__name__}: no samples in split(s) {missing}{hint}")
         log.info("%s: %s", type(self).__name__, self.describe())
+
+    def _without_held_out_fold(self, images: np.ndarray,
+                               labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cf = self.cross_fit
+        keep = face_folds(images, cf.folds, cf.seed) != cf.fold
+        log.info("cross-fitting: training without fold %d of %d (%d of %d faces held out)",
+                 cf.fold, cf.folds, int((~keep).sum()), len(keep))
+        return images[keep], labels[keep]
+
+    def state_dict(self) -> dict:
+        """What the checkpoint records of the data: the cross-fit, where there is one."""
+        return {STATE_KEY: self.cross_fit.as_dict()} if self.cross_fit else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resuming a fit: its cross-fit must be this datamodule's."""
+        saved = CrossFit(**state_dict[STATE_KEY]) if STATE_KEY in state_dict else None
+        if saved != self.cross_fit:
+            raise ValueError(f"the checkpoint was trained with cross-fit {saved}, this run has "
+                             f"{self.cross_fit}: resume with the same data.cross_fit_folds, "
+                             "data.cross_fit_fold and data.cross_fit_seed")
 
     def has_validation(self) -> bool:
         """Whether fitting has a validation split (where it is optional, this loads the

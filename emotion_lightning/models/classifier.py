@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotion_lightning.data.cross_fit import CrossFit
 from emotion_lightning.inert import set_in_vain, signature_defaults
 from emotion_lightning.models.distillation import distillation_targets, softened
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
@@ -83,7 +84,10 @@ class EmotionClassifier(ClassScoring):
         distill_offline: instead, compute the teachers' softened probabilities of every
             unaugmented training face once when fitting starts and train on ``(1 - w) *
             one-hot + w * those`` with the soft-target loss (the teachers cost one pass, not
-            one forward per step; needs a datamodule with ``set_train_targets``).
+            one forward per step; needs a datamodule with ``set_train_targets``). Teachers
+            trained by cross-fitting (``data.cross_fit_fold``: their checkpoints say which
+            fold they did not see) label only that fold's faces, so every soft label is out of
+            sample: one teacher per fold, or several.
         compile: run the backbone through :func:`torch.compile` (fit, validation and test):
             ``True`` (its default backend, inductor) or a backend's name (e.g. ``"eager"``).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
@@ -198,17 +202,24 @@ class EmotionClassifier(ClassScoring):
 
         self._teachers = [EmotionClassifier.from_checkpoint(path, self.device).requires_grad_(False)
                           for path in self.hparams.get("teacher") or []]
+        cross_fits = [CrossFit.from_checkpoint(load_checkpoint_file(path))
+                      for path in self.hparams.get("teacher") or []]
+        if any(cross_fits) and not self.hparams.get("distill_offline"):
+            raise ValueError("model.teacher holds cross-fitted teachers (each trained without a "
+                             "fold), which label only the faces they did not see: distil "
+                             "offline (model.distill_offline=true)")
         for path, teacher in zip(self.hparams.get("teacher") or [], self._teachers):
             if teacher.class_names != self.class_names:
                 raise ValueError(f"model.teacher {path} classifies {teacher.class_names}, this "
                                  f"model {self.class_names}: distil from teachers of the same "
                                  "classes, in the same order")
         if self._teachers and self.hparams.get("distill_offline"):
-            self._teach_offline(datamodule)
+            self._teach_offline(datamodule, cross_fits)
 
-    def _teach_offline(self, datamodule) -> None:
-        """Replace the training labels by the teachers' soft labels (``distill_offline``);
-        the teachers are not run during training."""
+    def _teach_offline(self, datamodule, cross_fits: list[CrossFit | None]) -> None:
+        """Replace the training labels by the teachers' soft labels (``distill_offline``; out of
+        sample from teachers cross-fitted as ``cross_fits`` says); the teachers are not run
+        during training."""
         if datamodule is None or not hasattr(datamodule, "set_train_targets"):
             raise ValueError("model.distill_offline needs a datamodule with train_faces() and "
                              "set_train_targets() (e.g. data=fer); or distil online "
@@ -219,7 +230,7 @@ class EmotionClassifier(ClassScoring):
             self._teachers, faces, labels, self.hparams.distill_temperature,
             self.hparams.distill_weight, self.device,
             self.trainer.precision_plugin.forward_context(),
-            progress=self.trainer.is_global_zero)
+            progress=self.trainer.is_global_zero, cross_fits=cross_fits)
         datamodule.set_train_targets(targets)
         log.info("offline distillation: soft labels of %d training faces from %d teacher(s) in "
                  "%.1f s", len(targets), len(self._teachers), time.perf_counter() - start)

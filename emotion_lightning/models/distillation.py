@@ -1,4 +1,5 @@
-"""Knowledge distillation's teacher side: the teachers' averaged softened probabilities."""
+"""Knowledge distillation's teacher side: the teachers' averaged softened probabilities (out
+of sample where the teachers were cross-fitted)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from emotion_lightning.data.cross_fit import CrossFit, face_folds
 from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.test_time import resized
 
@@ -48,12 +50,51 @@ def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperat
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
+def teacher_groups(cross_fits: Sequence[CrossFit | None],
+                   faces: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """``(face indices, teacher indices)`` pairs: which teachers label which faces. Teachers
+    fitted on every face (cross-fit ``None``) all label every face; cross-fitted teachers
+    (all of one ``folds`` and ``seed``) label only the fold each was trained without."""
+    everyone = [(np.arange(len(faces)), list(range(len(cross_fits))))]
+    fitted = [cf for cf in cross_fits if cf is not None]
+    if not fitted:
+        return everyone
+    if len(fitted) < len(cross_fits):
+        raise ValueError("model.teacher mixes cross-fitted teachers (trained without a fold of "
+                         "data.cross_fit_folds) with teachers trained on every face: their soft "
+                         "labels would be out of sample for some faces only; pass one kind")
+    if len({(cf.folds, cf.seed) for cf in fitted}) > 1:
+        raise ValueError("model.teacher were cross-fitted with different folds or seeds "
+                         f"({sorted({(cf.folds, cf.seed) for cf in fitted})}: (folds, seed)); "
+                         "their folds do not line up")
+    folds, seed = fitted[0].folds, fitted[0].seed
+    fold_of = face_folds(faces, folds, seed)
+    groups = [(np.flatnonzero(fold_of == f), [i for i, cf in enumerate(fitted) if cf.fold == f])
+              for f in range(folds)]
+    missing = [f for f, (idx, members) in enumerate(groups) if len(idx) and not members]
+    if missing:
+        raise ValueError(f"no teacher was trained without fold(s) {missing} of {folds}, so no "
+                         f"teacher can label those faces out of sample: train one per fold "
+                         f"(data.cross_fit_folds={folds} data.cross_fit_fold={missing[0]} "
+                         f"data.cross_fit_seed={seed}) and add it to model.teacher")
+    return [(idx, members) for idx, members in groups if len(idx)]
+
+
 def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
                          labels: np.ndarray, temperature: float, weight: float,
                          device: torch.device, context=None, batch_size: int = 256,
-                         progress: bool = True) -> np.ndarray:
+                         progress: bool = True,
+                         cross_fits: Sequence[CrossFit | None] | None = None) -> np.ndarray:
     """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
-    the teachers' :func:`soft_labels` of ``faces``; float32 ``[N, C]``."""
-    soft = soft_labels(teachers, faces, temperature, device, context, batch_size, progress)
+    the teachers' :func:`soft_labels` of ``faces`` (each face from the teachers
+    :func:`teacher_groups` gives it, by ``cross_fits``: one per teacher); float32 ``[N, C]``."""
+    groups = teacher_groups(cross_fits or [None] * len(teachers), faces)
+    parts = [soft_labels([teachers[i] for i in members], faces[idx], temperature, device, context,
+                         batch_size, progress, "teacher soft labels" if len(groups) == 1 else
+                         f"out-of-fold soft labels ({len(idx)} faces)")
+             for idx, members in groups]
+    soft = np.zeros((len(faces), parts[0].shape[1]), np.float32)
+    for (idx, _), part in zip(groups, parts):
+        soft[idx] = part
     onehot = np.eye(soft.shape[1], dtype=np.float32)[np.asarray(labels)]
     return ((1.0 - weight) * onehot + weight * soft).astype(np.float32)
