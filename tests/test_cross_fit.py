@@ -66,7 +66,7 @@ def test_the_teachers_of_the_folds_train_on_the_rest_and_nothing_else_changes():
         for split in ("val", "test"):
             np.testing.assert_array_equal(data.datasets[split].images, whole.datasets[split].images)
         assert data.state_dict() == {"cross_fit": {"folds": 2, "fold": fold, "seed": 0}}
-    assert whole.state_dict() == {}
+    assert whole.state_dict() == {"cross_fit": None}
     assert 10 < (fold_of == 0).sum() < 38
 
 
@@ -100,8 +100,16 @@ def test_the_checkpoint_records_the_fold_and_a_resume_must_match(fold_teachers):
     checkpoint = load_checkpoint_file(fold_teachers[0])
     state = next(v for v in checkpoint.values() if isinstance(v, dict) and "cross_fit" in v)
     _data(0).load_state_dict(state)
-    with pytest.raises(ValueError, match="resume with the same data.cross_fit_folds"):
-        _data(1).load_state_dict(state)
+    for other in (_data(1), _data(None)):
+        with pytest.raises(ValueError, match="resume with the same data.cross_fit_folds"):
+            other.load_state_dict(state)
+    # a fit on every face records that too, so resuming it cross-fitted is refused as well
+    whole = load_checkpoint_file(fold_teachers[2])
+    state = next(v for v in whole.values() if isinstance(v, dict) and "cross_fit" in v)
+    assert state == {"cross_fit": None}
+    _data(None).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"trained with cross-fit None, this run has CrossFit"):
+        _data(0).load_state_dict(state)
 
 
 def test_a_student_of_cross_fitted_teachers_gets_only_out_of_fold_soft_labels(fold_teachers):

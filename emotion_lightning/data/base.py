@@ -288,12 +288,12 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         return images[keep], labels[keep]
 
     def state_dict(self) -> dict:
-        """What the checkpoint records of the data: the cross-fit, where there is one."""
-        return {STATE_KEY: self.cross_fit.as_dict()} if self.cross_fit else {}
+        """What the checkpoint records of the data: the cross-fit (``None``: every face)."""
+        return {STATE_KEY: self.cross_fit.as_dict() if self.cross_fit else None}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Resuming a fit: its cross-fit must be this datamodule's."""
-        saved = CrossFit(**state_dict[STATE_KEY]) if STATE_KEY in state_dict else None
+        saved = CrossFit(**state_dict[STATE_KEY]) if state_dict.get(STATE_KEY) else None
         if saved != self.cross_fit:
             raise ValueError(f"the checkpoint was trained with cross-fit {saved}, this run has "
                              f"{self.cross_fit}: resume with the same data.cross_fit_folds, "
