@@ -8,9 +8,10 @@ Offline distillation trains a student on ``(1 - w) * one-hot + w *`` the teacher
 probabilities of the training faces. A teacher that has fitted those faces mostly repeats
 their labels; one cross-fitted without a fold (``data.cross_fit_fold``) labels that fold as
 it labels faces it never saw. For each teacher, and for the targets the student would get
-(:func:`~emotion_lightning.models.distillation.teacher_groups`: the teachers' mean, or each
-fold from the teachers that left it out), per face set: top-1 agreement with the labels, the
-mean probability of the label at ``--temperature`` and at 1, the mean entropy. FER2013 with
+(:func:`~emotion_lightning.models.distillation.distillation_targets` at weight 1: the
+teachers' mean, or each fold from the teachers that left it out), per face set: top-1
+agreement with the labels, the mean probability of the label at ``--temperature`` and at 1,
+the mean entropy. FER2013 with
 the recipes' validation split (``--seed``, 10% of Training); ``--limit`` takes a seeded
 subset of the training faces. Prints a table and writes JSON (default
 ``benchmarks/results/soft_labels.json``).
@@ -30,7 +31,7 @@ import torch
 from emotion_lightning.data.cross_fit import CrossFit, face_folds
 from emotion_lightning.data.fer import FERDataModule
 from emotion_lightning.models import EmotionClassifier
-from emotion_lightning.models.distillation import soft_labels, teacher_groups
+from emotion_lightning.models.distillation import distillation_targets, soft_labels
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.records import write_json
 from emotion_lightning.runtime import auto_precision, configure_threads, machine_record
@@ -75,16 +76,13 @@ def measure(teachers: list[EmotionClassifier], cross_fits: list[CrossFit | None]
                         **agreement(probs([i], val[0]), val[1])})
     records.append({"source": "the teachers' mean", "faces_set": "validation",
                     **agreement(probs(range(len(teachers)), val[0]), val[1])})
-    try:
-        groups = teacher_groups(cross_fits, faces)
+    try:  # the targets offline distillation builds, with the labels' share set to 0
+        student = {t: distillation_targets(teachers, faces, labels, t, 1.0, torch.device("cpu"),
+                                           context, progress=False, cross_fits=cross_fits)
+                   for t in temperatures}
     except ValueError as err:  # cross-fitted teachers that leave a fold unlabelled
         print(f"no student targets: {err}")
         return records
-    student = {t: np.zeros((len(faces), len(teachers[0].class_names)), np.float32)
-               for t in temperatures}
-    for idx, members in groups:
-        for t, p in probs(members, faces[idx]).items():
-            student[t][idx] = p
     out_of_fold = any(cross_fits)
     records.append({"source": "the student's targets" + (" (out of fold)" if out_of_fold else ""),
                     "faces_set": "training faces", **agreement(student, labels)})
