@@ -102,8 +102,9 @@ def main() -> None:
     threads = configure_threads(0)
     bf16 = auto_precision("cpu")[0] == "bf16-mixed"
     context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-    teachers = [EmotionClassifier.from_checkpoint(p) for p in args.teacher]
-    cross_fits = [CrossFit.from_checkpoint(load_checkpoint_file(p)) for p in args.teacher]
+    checkpoints = [load_checkpoint_file(p) for p in args.teacher]
+    teachers = [EmotionClassifier.from_checkpoint_content(c) for c in checkpoints]
+    cross_fits = [CrossFit.from_checkpoint(c) for c in checkpoints]
     data = FERDataModule(args.data, classes=teachers[0].class_names, seed=args.seed,
                          cache_dir=None)
     data.setup("fit")

@@ -9,13 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from emotion_lightning.cli.train import resume_checkpoint
 from emotion_lightning.data import SyntheticDataModule
-from emotion_lightning.data.cross_fit import CrossFit, face_folds
+from emotion_lightning.data.cross_fit import CrossFit, face_folds, records_cross_fit
 from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models import EmotionClassifier, load_model
 from emotion_lightning.models.distillation import teacher_groups
 from emotion_lightning.models.weights import load_checkpoint_file
-from tests.conftest import CLASSES, one_torch_thread
+from tests.conftest import CLASSES, compose_cfg, one_torch_thread
+from tests.helpers import TINY_SYNTHETIC
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:
@@ -110,6 +112,27 @@ def test_the_checkpoint_records_the_fold_and_a_resume_must_match(fold_teachers):
     _data(None).load_state_dict(state)
     with pytest.raises(ValueError, match=r"trained with cross-fit None, this run has CrossFit"):
         _data(0).load_state_dict(state)
+
+
+def test_a_checkpoint_without_a_record_resumes_only_on_every_face(tmp_path, fold_teachers):
+    """Checkpoints written before cross-fitting carry no datamodule state, so Lightning's resume
+    check never runs for them: emotion-train refuses them as cross-fitted teachers itself."""
+    checkpoint = load_checkpoint_file(fold_teachers[2])
+    assert records_cross_fit(checkpoint)
+    old = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    old.parent.mkdir(parents=True)
+    torch.save({k: v for k, v in checkpoint.items()
+                if not (isinstance(v, dict) and "cross_fit" in v)}, old)
+    assert not records_cross_fit(load_checkpoint_file(old))
+    resume = [*TINY_SYNTHETIC, "ckpt_path=last"]
+    cfg = compose_cfg("train", [*resume, "+data.cross_fit_folds=2", "+data.cross_fit_fold=1"],
+                      tmp_path / "run")
+    with pytest.raises(ValueError, match=r"last\.ckpt records no cross-fit .* cannot resume as "
+                                         r"a teacher without fold 1"):
+        resume_checkpoint(cfg)
+    assert resume_checkpoint(compose_cfg("train", resume, tmp_path / "run")) == str(old)
+    torch.save(load_checkpoint_file(fold_teachers[0]), old)  # a recorded fold goes on to Lightning
+    assert resume_checkpoint(cfg) == str(old)
 
 
 def test_a_student_of_cross_fitted_teachers_gets_only_out_of_fold_soft_labels(fold_teachers):

@@ -37,6 +37,7 @@ from emotion_lightning.cli.common import (
 )
 from emotion_lightning.cli.wandb_runs import announce_runs, finish_runs, identify_run
 from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.data.cross_fit import records_cross_fit
 from emotion_lightning.models.weights import load_checkpoint_file
 from emotion_lightning.records import write_json
 from emotion_lightning.runtime import cpu_name
@@ -165,12 +166,15 @@ def fit_summary(trainer: L.Trainer, seconds: float) -> dict:
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """:func:`requested_checkpoint`, loaded (weights-only) and checked against the model:
-    a checkpoint of another class set fails naming both lists, before anything is built; a
-    file that is not a checkpoint fails with ``not a checkpoint: FILE``."""
+    a checkpoint of another class set fails naming both lists, before anything is built, and
+    so does one without a cross-fit record resumed with ``data.cross_fit_fold`` (the
+    datamodule checks those that have one); a file that is not a checkpoint fails with
+    ``not a checkpoint: FILE``."""
     ckpt = requested_checkpoint(cfg)
     if ckpt is None:
         return None
-    saved = (load_checkpoint_file(ckpt).get("hyper_parameters") or {}).get("class_names")
+    checkpoint = load_checkpoint_file(ckpt)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("class_names")
     wanted = (cfg.get("model") or {}).get("class_names")
     if saved is not None and wanted is not None and (
             [canonical_emotion(c) for c in saved] != [canonical_emotion(c) for c in wanted]):
@@ -178,6 +182,14 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             f"ckpt_path={ckpt} was trained on classes {list(saved)}, but this run's classes "
             f"are {list(wanted)}: resume with data.classes={list(saved)}, or start a new run "
             "from its weights with model.weights=<that checkpoint> (the head is rebuilt)"
+        )
+    fold = (cfg.get("data") or {}).get("cross_fit_fold")
+    if fold is not None and not records_cross_fit(checkpoint):
+        raise ValueError(
+            f"ckpt_path={ckpt} records no cross-fit (written before data.cross_fit_fold existed, "
+            f"or without this package's datamodules): it saw every face, so it cannot resume "
+            f"as a teacher without fold {fold}. Resume it without data.cross_fit_folds/"
+            "data.cross_fit_fold, or train the cross-fitted teacher in a new hydra.run.dir"
         )
     return str(ckpt)
 

@@ -41,6 +41,13 @@ class CrossFit:
         return None
 
 
+def records_cross_fit(checkpoint: Mapping) -> bool:
+    """Whether a Lightning checkpoint holds a datamodule's cross-fit record (``None`` included).
+    Those without one were written before cross-fitting existed, or without these datamodules:
+    fits on every face they were given."""
+    return any(isinstance(value, Mapping) and STATE_KEY in value for value in checkpoint.values())
+
+
 def face_folds(images: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """Fold (``0..folds-1``) of each image, from a seeded hash of its pixels: identical images
     share a fold, and a face keeps its fold whatever split, order or subset it comes in."""

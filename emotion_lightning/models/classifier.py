@@ -200,10 +200,12 @@ class EmotionClassifier(ClassScoring):
         if counts is not None:  # the prior the loss sees, for prior correction
             self.log_prior.copy_(training_log_prior(counts, self.class_weight).to(self.log_prior))
 
-        self._teachers = [EmotionClassifier.from_checkpoint(path, self.device).requires_grad_(False)
-                          for path in self.hparams.get("teacher") or []]
-        cross_fits = [CrossFit.from_checkpoint(load_checkpoint_file(path))
-                      for path in self.hparams.get("teacher") or []]
+        self._teachers, cross_fits = [], []
+        for path in self.hparams.get("teacher") or []:
+            checkpoint = load_checkpoint_file(path)
+            self._teachers.append(EmotionClassifier.from_checkpoint_content(
+                checkpoint, self.device).requires_grad_(False))
+            cross_fits.append(CrossFit.from_checkpoint(checkpoint))
         if any(cross_fits) and not self.hparams.get("distill_offline"):
             raise ValueError("model.teacher holds cross-fitted teachers (each trained without a "
                              "fold), which label only the faces they did not see: distil "
@@ -310,7 +312,12 @@ class EmotionClassifier(ClassScoring):
         checkpoint, or would run code when unpickled, fails with a clear error), in eval mode.
         Hyper-parameters of earlier versions that no longer exist (``logged_samples``: now
         ``callbacks.report.samples``) are ignored."""
-        checkpoint = load_checkpoint_file(path)
+        return cls.from_checkpoint_content(load_checkpoint_file(path), map_location)
+
+    @classmethod
+    def from_checkpoint_content(cls, checkpoint: Mapping, map_location: str | torch.device = "cpu"
+                                ) -> EmotionClassifier:
+        """:meth:`from_checkpoint` of a checkpoint already read with ``load_checkpoint_file``."""
         hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()
                    if k not in RETIRED_HPARAMS}
         model = cls(**hparams)
