@@ -87,12 +87,14 @@ def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
                          cross_fits: Sequence[CrossFit | None] | None = None) -> np.ndarray:
     """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
     the teachers' :func:`soft_labels` of ``faces`` (each face from the teachers
-    :func:`teacher_groups` gives it, by ``cross_fits``: one per teacher); float32 ``[N, C]``."""
+    :func:`teacher_groups` gives it, by ``cross_fits``: one per teacher), all inside one
+    ``context`` (a trainer's ``forward_context()`` can be entered once); float32 ``[N, C]``."""
     groups = teacher_groups(cross_fits or [None] * len(teachers), faces)
-    parts = [soft_labels([teachers[i] for i in members], faces[idx], temperature, device, context,
-                         batch_size, progress, "teacher soft labels" if len(groups) == 1 else
-                         f"out-of-fold soft labels ({len(idx)} faces)")
-             for idx, members in groups]
+    with context or contextlib.nullcontext():
+        parts = [soft_labels([teachers[i] for i in members], faces[idx], temperature, device,
+                             None, batch_size, progress, "teacher soft labels" if len(groups) == 1
+                             else f"out-of-fold soft labels ({len(idx)} faces)")
+                 for idx, members in groups]
     soft = np.zeros((len(faces), parts[0].shape[1]), np.float32)
     for (idx, _), part in zip(groups, parts):
         soft[idx] = part
