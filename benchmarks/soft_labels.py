@@ -55,8 +55,8 @@ def measure(teachers: list[EmotionClassifier], cross_fits: list[CrossFit | None]
             names: list[str], train: tuple[np.ndarray, np.ndarray],
             val: tuple[np.ndarray, np.ndarray], temperatures: list[float], context) -> list[dict]:
     """One record per (source, face set): each teacher on the training faces it saw, those it
-    did not (cross-fitted teachers) and validation; the student's targets on training and
-    validation faces (where the teachers label every training face)."""
+    did not (cross-fitted teachers) and validation; the teachers' mean on validation; the
+    student's targets on the training faces (where the teachers label every one)."""
     faces, labels = train
 
     def probs(members, images):
