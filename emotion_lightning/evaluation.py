@@ -27,7 +27,10 @@ CROSS_METRICS = ("acc", "balanced_acc", "macro_f1")
 
 class ClassSubset(ClassScoring):
     """``model`` restricted to ``class_names`` (a subset of its classes, in its order): the
-    probabilities of the other classes are dropped and the rest renormalised."""
+    probabilities of the other classes are dropped and the rest renormalised. Its prior
+    correction is the model's on the kept classes (the same ``prior_tau``; the training prior
+    of the kept classes, renormalised), so choosing a tau on validation works as for the
+    model itself."""
 
     def __init__(self, model: ClassScoring, class_names: Sequence[str]) -> None:
         super().__init__()
@@ -37,18 +40,25 @@ class ClassSubset(ClassScoring):
                              ": give at least two of its classes")
         self.model = model
         self.save_hyperparameters({"class_names": list(class_names),
-                                   "image_size": int(model.hparams.image_size)}, logger=False)
+                                   "image_size": int(model.hparams.image_size),
+                                   "prior_tau": model.prior_tau}, logger=False)
         self.register_buffer("keep", torch.tensor([model.class_names.index(c)
                                                     for c in class_names]), persistent=False)
         self.init_scoring(len(class_names))
+        self.log_prior.copy_(torch.log_softmax(model.log_prior[self.keep].float(), dim=0))
+        self.prior_recorded = getattr(model, "prior_recorded", True)
 
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams.class_names)
 
-    def predict_proba(self, x: torch.Tensor, shifts: bool = True) -> torch.Tensor:
-        probs = self.model.predict_proba(x, shifts)[:, self.keep]
-        return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    def predict_proba(self, x: torch.Tensor, shifts: bool = True,
+                      corrected: bool = True) -> torch.Tensor:
+        """The model's uncorrected probabilities of the kept classes, renormalised, then
+        prior-corrected with ``prior_tau`` unless ``corrected=False``."""
+        probs = self.model.predict_proba(x, shifts, corrected=False)[:, self.keep]
+        probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return self.corrected(probs) if corrected else probs
 
 
 def restrict_classes(model: ClassScoring, classes: Sequence[str]) -> ClassScoring:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_lightning.constants import GRAY_MEAN, GRAY_STD
+from emotion_lightning.constants import FER_EMOTIONS, GRAY_MEAN, GRAY_STD
 from emotion_lightning.data import (
     FERDataModule,
     GrayImageDataModule,
@@ -50,6 +50,26 @@ def test_fer_official_without_private_holds_out_training(fer_folder):
     assert len(dm.datasets["test"]) == 12  # every PublicTest image of the five classes
     assert len(dm.datasets["val"]) + len(dm.datasets["train"]) == 38
     assert 7 <= len(dm.datasets["val"]) <= 12
+
+
+def test_keeping_some_classes_keeps_the_splits_made_for_all(fer_folder):
+    seven = list(FER_EMOTIONS)
+    full = FERDataModule(fer_folder, classes=seven, cache_dir=None, drop_blank=False,
+                         val_fraction=0.25, seed=3)
+    full.setup("fit")
+    kept = FERDataModule(fer_folder, classes=seven, cache_dir=None, drop_blank=False,
+                         val_fraction=0.25, seed=3)
+    kept.keep_classes(["sad", "angry", "happy"], ["validate", "test"])
+    assert kept.class_names == ["sad", "angry", "happy"]
+    for split in ("train", "val", "test"):
+        ds, whole = kept.datasets[split], full.datasets[split]
+        rows = np.flatnonzero(np.isin(whole.labels, [4, 0, 3]))  # sad, angry, happy
+        np.testing.assert_array_equal(ds.images, whole.images[rows])  # the same faces, in order
+        names = [seven[label] for label in whole.labels[rows]]
+        assert ds.labels.tolist() == [["sad", "angry", "happy"].index(n) for n in names]
+    assert kept.class_counts("val") == np.bincount(kept.datasets["val"].labels, minlength=3).tolist()
+    with pytest.raises(ValueError, match="give at least two of"):
+        kept.keep_classes(["sad", "fear"], ["test"])  # fear was left out
 
 
 def test_fer_test_only_copy_evaluates(tmp_path):

@@ -51,6 +51,26 @@ def test_training_draws_follow_the_weights_and_each_dataset_validates_alone(data
     assert len(multi.test_dataloader()) == 2
 
 
+def test_keeping_some_classes_reaches_each_datasets_parts(data_dir, tmp_path):
+    multi = MultiDataModule(members(data_dir, tmp_path), classes=SEVEN, image_size=40,
+                            num_workers=0)
+    multi.setup("fit")
+    before = {split: {name: part.labels.copy() for name, part in parts.items()}
+              for split, parts in multi.parts.items()}
+    train_before, fer_size = multi.datasets["train"].labels.copy(), multi._train_sizes["fer"]
+    multi.keep_classes(["happy", "angry"], ["fit", "test"])
+    assert multi.class_names == ["happy", "angry"]
+    for split in ("val", "test"):
+        for name, part in multi.parts[split].items():
+            old = before[split][name]
+            assert len(part) == np.isin(old, [3, 0]).sum() > 0
+            assert part.labels.tolist() == [0 if y == 3 else 1 for y in old if y in (3, 0)]
+    assert multi._train_sizes == {  # the training draws' per-dataset counts follow
+        "fer": np.isin(train_before[:fer_size], [3, 0]).sum(),
+        "rafdb": np.isin(train_before[fer_size:], [3, 0]).sum()}
+    assert sum(multi._train_sizes.values()) == len(multi.datasets["train"])
+
+
 def test_bad_mixes_are_refused(data_dir, tmp_path):
     parts = members(data_dir, tmp_path)
     with pytest.raises(ValueError, match=r"data\.datasets\.fer has classes \['happy', 'sad'\], this"):

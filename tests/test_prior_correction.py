@@ -14,6 +14,7 @@ import torch
 from emotion_lightning.callbacks import PriorCorrection
 from emotion_lightning.cli.eval import evaluate
 from emotion_lightning.data.base import GrayImageDataModule
+from emotion_lightning.evaluation import ClassSubset
 from emotion_lightning.export import export_classifier, max_abs_difference
 from emotion_lightning.models import EmotionClassifier, load_model
 from emotion_lightning.models.prior import (
@@ -210,3 +211,37 @@ def test_emotion_eval_chooses_tau_on_val_and_reports_the_search(skewed_pair, tmp
         fixed = evaluate(compose_cfg("eval", [f"ckpt_path={skewed_pair[0]}", "prior_tau=0",
                                               *data], tmp_path / "fixed"))
     assert fixed["prior_tau"] == 0.0 and "prior_search" not in fixed
+
+
+def test_a_class_subset_corrects_with_the_prior_of_its_classes(skewed_pair):
+    model = load_model(skewed_pair[0], prior_tau=0.7)
+    subset = ClassSubset(model, ["disgust", "sad"])
+    assert subset.prior_tau == 0.7
+    torch.testing.assert_close(subset.log_prior.exp(), torch.tensor([4.0, 16.0]) / 20)
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        full = model.predict_proba(x)[:, [1, 3]]  # corrected on all five, then restricted
+        torch.testing.assert_close(subset.predict_proba(x), full / full.sum(dim=1, keepdim=True))
+        raw = model.predict_proba(x, corrected=False)[:, [1, 3]]
+        torch.testing.assert_close(subset.predict_proba(x, corrected=False),
+                                   raw / raw.sum(dim=1, keepdim=True))
+
+
+def test_emotion_eval_scores_only_the_classes_asked_for(skewed_pair, tmp_path):
+    data = ["data=synthetic", "data.num_train=20", "data.num_val=30", "data.num_test=30",
+            "data.num_workers=0"]
+    with one_torch_thread():
+        result = evaluate(compose_cfg("eval", [f"ckpt_path=[{skewed_pair[0]},{skewed_pair[1]}]",
+                                               "prior_tau=auto",
+                                               "score_classes=[Sad,happy]", *data], tmp_path))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["scored_classes"] == ["happy", "sad"]  # the model's order, canonical names
+    matrix = np.asarray(saved["confusion_matrix"]["matrix"])
+    assert matrix.shape == (2, 2) and matrix.sum() == result["num_samples"] > 0
+    assert len(saved["prior_search"]["rows"]) == 11
+    assert saved["prior_tau"] == result["prior_tau"]
+    for wrong, named in (("[happy,fear]", r"\['fear'\] are not among them"),
+                         ("[happy]", "at least two of the checkpoint's classes")):
+        with pytest.raises(ValueError, match=named):
+            evaluate(compose_cfg("eval", [f"ckpt_path={skewed_pair[0]}",
+                                          f"score_classes={wrong}", *data], tmp_path / "bad"))

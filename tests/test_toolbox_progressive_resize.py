@@ -3,9 +3,14 @@ size by the end, validation always at the full size."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from emotion_lightning.callbacks import ProgressiveResize
 from emotion_lightning.callbacks.progressive_resize import progressive_size
@@ -70,6 +75,35 @@ def test_training_batches_grow_to_the_full_size_and_validation_stays_full(tmp_pa
     assert set(sizes.val) == {48}
     assert model.train_input_size is None  # predict and test after the fit see the full size
     assert trainer.callback_metrics["train/input_size"] == 48.0  # the last epoch's side
+
+
+def test_a_resumed_fit_logs_only_sizes_it_trained_at(tmp_path):
+    dm = SyntheticDataModule(classes=["happy", "sad"], num_train=32, num_val=8, num_test=8,
+                             image_size=48, batch_size=8, num_workers=0)
+
+    def fit(epochs: int, ckpt_path=None) -> list[float]:
+        L.seed_everything(0)
+        model = EmotionClassifier(dm.class_names, arch="resnet18", image_size=48,
+                                  optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
+        logger = CSVLogger(tmp_path, name="csv")
+        trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, logger=logger,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, callbacks=[
+                                ProgressiveResize(start_size=24, start_fraction=0.0,
+                                                  end_fraction=1.0),
+                                ModelCheckpoint(tmp_path / "ckpt", "last", monitor=None,
+                                                save_on_train_epoch_end=False)])
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+        with open(Path(logger.log_dir) / "metrics.csv") as f:
+            return [float(r["train/input_size"]) for r in csv.DictReader(f)
+                    if r.get("train/input_size")]
+
+    first = fit(2)
+    assert len(first) == 2 and 24 <= first[0] < first[1] < 48  # one side per epoch, growing
+    # the checkpoint is saved when validation ends (conf/callbacks/last_checkpoint.yaml), before
+    # the epoch's own end: a resumed fit ends that epoch again before its first training batch
+    resumed = fit(3, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert len(resumed) == 1 and first[1] <= resumed[0] <= 48  # the third epoch's only
 
 
 def test_a_model_without_train_input_size_is_refused(tmp_path):

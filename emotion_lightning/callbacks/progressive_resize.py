@@ -60,6 +60,8 @@ class ProgressiveResize(L.Callback):
         pl_module.train_input_size = None if size >= self._full_size else size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._full_size:  # a resumed fit first ends the epoch its checkpoint is from
+            return
         size = pl_module.train_input_size or self._full_size
         pl_module.log("train/input_size", float(size), on_step=False, on_epoch=True)
 

@@ -4,7 +4,8 @@
     emotion-eval 'ckpt_path=[A,B,C]' ...   # the ensemble: the three models' probabilities averaged
 
 writes ``DIR/metrics.json`` (acc, balanced_acc, macro_f1, per_class, confusion_matrix) and
-``DIR/confusion_matrix.png``. Class names and input size come from the checkpoint.
+``DIR/confusion_matrix.png``. Class names and input size come from the checkpoint;
+``score_classes=[...]`` scores only some of them (a seven-class model on the five-class task).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from emotion_lightning.cli.common import (
     setup_allocator,
     setup_parallelism,
 )
-from emotion_lightning.evaluation import EVAL_SPLITS, data_image_size, score
+from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.evaluation import EVAL_SPLITS, data_image_size, restrict_classes, score
 from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import save_confusion
+from emotion_lightning.models.scoring import ClassScoring
 from emotion_lightning.records import write_json
 
 
@@ -47,6 +50,7 @@ def evaluate_checkpoint(
     test_time_crop: int | None = None,
     prior_tau: float | str | None = None,
     prior_metric: str = "macro_f1",
+    score_classes: Sequence[str] | None = None,
 ) -> dict:
     """Evaluate a classifier checkpoint, or the ensemble of a list of them (probabilities
     averaged), on a configured datamodule's ``split``.
@@ -54,8 +58,12 @@ def evaluate_checkpoint(
     The datamodule gets the model's class names and input size; the ``test_time_*``
     arguments override the checkpoints' test-time views when not ``None``, and ``prior_tau``
     their prior correction (``"auto"``: chosen on the validation split to maximise
-    ``prior_metric``, :class:`~emotion_lightning.callbacks.PriorCorrection`). Writes
-    ``metrics.json`` and ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
+    ``prior_metric``, :class:`~emotion_lightning.callbacks.PriorCorrection`).
+    ``score_classes`` (some of the model's classes) scores only those: the faces of the others
+    are left out of the splits made for all of its classes (so validation and test hold no
+    face it trained on) and its probabilities of the rest renormalised
+    (:class:`~emotion_lightning.evaluation.ClassSubset`). Writes ``metrics.json`` and
+    ``confusion_matrix.{png,csv}`` to ``output_dir``; returns the metrics.
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
@@ -66,16 +74,27 @@ def evaluate_checkpoint(
     model = load_model(ckpts if many else ckpts[0], test_time_flip=test_time_flip,
                        test_time_shift=test_time_shift, test_time_crop=test_time_crop,
                        prior_tau=None if auto else prior_tau)
+    classes = model.class_names
+    if score_classes is not None:
+        model = model_subset(model, score_classes)
     tuner = [PriorCorrection(metric=prior_metric)] if auto else []
     datamodule: L.LightningDataModule = instantiate(
-        data_cfg, classes=model.class_names,
+        data_cfg, classes=classes,
         image_size=data_image_size(model, native_size(data_cfg)), augment=False
     )
+    if score_classes is not None:
+        if not hasattr(datamodule, "keep_classes"):
+            raise ValueError(f"score_classes: {type(datamodule).__name__} cannot keep some "
+                             "classes of its splits (GrayImageDataModule.keep_classes)")
+        stages = {"test" if split == "test" else "validate"} | ({"validate"} if auto else set())
+        datamodule.keep_classes(model.class_names, sorted(stages))
     resolve_precision(trainer_cfg)
     trainer: L.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=tuner,
                                      default_root_dir=str(output_dir))
     result = score(model, datamodule, trainer, split)
     result["prior_tau"] = model.prior_tau
+    if score_classes is not None:
+        result["scored_classes"] = model.class_names
     if tuner:
         result["prior_search"] = {"metric": prior_metric, "split": "val", "rows": tuner[0].table}
     result["ckpt_path"] = [str(p.resolve()) for p in ckpts] if many else str(ckpts[0].resolve())
@@ -85,6 +104,18 @@ def evaluate_checkpoint(
                        output_dir / "confusion_matrix",
                        title=f"{' + '.join(p.name for p in ckpts)} on {split}")
     return result
+
+
+def model_subset(model: ClassScoring, classes: Sequence[str]) -> ClassScoring:
+    """``model`` scored on ``classes`` only (in the model's order); a name it does not know,
+    or fewer than two names, is refused with the classes it has."""
+    wanted = [canonical_emotion(str(c)) for c in classes]
+    unknown = [c for c in wanted if c not in model.class_names]
+    if unknown or len(set(wanted)) < 2:
+        raise ValueError(f"score_classes={list(classes)}: give at least two of the checkpoint's "
+                         f"classes {model.class_names}" + (f" ({unknown} are not among them)"
+                                                          if unknown else ""))
+    return restrict_classes(model, wanted)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -98,7 +129,8 @@ def evaluate(cfg: DictConfig) -> dict:
     return evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), cfg.data, cfg.trainer, output_dir, cfg.split,
                                instantiate_group(cfg.get("logger")), cfg.get("test_time_flip"),
                                cfg.get("test_time_shift"), cfg.get("test_time_crop"),
-                               cfg.get("prior_tau"), cfg.get("prior_metric", "macro_f1"))
+                               cfg.get("prior_tau"), cfg.get("prior_metric", "macro_f1"),
+                               cfg.get("score_classes"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

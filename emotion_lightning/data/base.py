@@ -65,6 +65,20 @@ class SoftTargetDataset(ArrayDataset):
         return image, self.targets[index].clone()
 
 
+def faces_of(dataset: ArrayDataset, keep: np.ndarray) -> ArrayDataset:
+    """The faces of ``dataset`` labelled one of ``keep`` (class indices), relabelled by their
+    place in ``keep``; soft targets keep those columns, renormalised."""
+    rows = np.flatnonzero(np.isin(dataset.labels, keep))
+    relabel = np.full(int(max(dataset.labels.max(initial=0), keep.max())) + 1, -1, np.int64)
+    relabel[keep] = np.arange(len(keep))
+    images, labels = dataset.images[rows], relabel[dataset.labels[rows]]
+    if isinstance(dataset, SoftTargetDataset):
+        targets = dataset.targets.numpy()[rows][:, keep]
+        targets = targets / np.clip(targets.sum(axis=1, keepdims=True), 1e-12, None)
+        return SoftTargetDataset(images, targets, dataset.transform, labels=labels)
+    return ArrayDataset(images, labels, dataset.transform)
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -371,6 +385,26 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         train = self.datasets["train"]
         self.datasets["train"] = SoftTargetDataset(train.images, targets, train.transform,
                                                    labels=train.labels)
+
+    def keep_classes(self, classes: Sequence[str], stages: Sequence[str]) -> None:
+        """Set up ``stages``, then keep only the faces of ``classes`` (some of
+        ``class_names``, relabelled in their order) in every split set up: the splits stay the
+        ones made for all of ``class_names``, so a model of all of them is scored on faces it
+        was validated and tested on, never on ones it trained on (splitting the subset anew
+        would draw other validation faces)."""
+        unknown = [c for c in classes if c not in self.class_names]
+        if unknown or len(set(classes)) < 2:
+            raise ValueError(f"keep_classes: give at least two of {self.class_names}, got "
+                             f"{list(classes)}")
+        for stage in stages:
+            self.setup(stage)
+        self._keep_faces(np.asarray([self.class_names.index(c) for c in classes]))
+        self.class_names = list(classes)
+        self._on_device.clear()
+
+    def _keep_faces(self, keep: np.ndarray) -> None:
+        """Keep the faces of class indices ``keep`` in every split set up (:func:`faces_of`)."""
+        self.datasets = {split: faces_of(ds, keep) for split, ds in self.datasets.items()}
 
     def class_counts(self, split: str = "train") -> list[int]:
         """Samples per class in ``split`` (used for balanced class weights)."""

@@ -15,6 +15,7 @@ from emotion_lightning.data.base import (
     GrayImageDataModule,
     LoaderOptions,
     build_loader,
+    faces_of,
 )
 from emotion_lightning.data.device_loader import resized_stack
 from emotion_lightning.data.presets import GrayPreset
@@ -101,6 +102,17 @@ class MultiDataModule(GrayImageDataModule):
         return {split: (np.concatenate([p[0] for p in parts.values()]),
                         np.concatenate([p[1] for p in parts.values()]))
                 for split, parts in per_split.items()}
+
+    def _keep_faces(self, keep: np.ndarray) -> None:
+        """Also in each dataset's validation and test parts, and its count of training faces."""
+        if "train" in self.datasets:
+            kept = np.isin(self.datasets["train"].labels, keep)
+            bounds = np.cumsum([0, *self._train_sizes.values()])
+            self._train_sizes = {name: int(kept[start:end].sum()) for name, start, end
+                                 in zip(self._train_sizes, bounds[:-1], bounds[1:])}
+        super()._keep_faces(keep)
+        self.parts = {split: {name: faces_of(ds, keep) for name, ds in parts.items()}
+                      for split, parts in self.parts.items()}
 
     def describe(self) -> str:
         return super().describe() + "; " + ", ".join(
