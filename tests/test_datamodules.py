@@ -17,7 +17,7 @@ from emotion_lightning.data import (
     WildDataModule,
     select_classes,
 )
-from emotion_lightning.data.base import LoaderOptions
+from emotion_lightning.data.base import LoaderOptions, SoftTargetDataset, faces_of
 from emotion_lightning.data.presets import GrayPreset, normalize_batch
 from emotion_lightning.data.synthetic import make_synthetic
 from emotion_lightning.images import to_gray
@@ -70,6 +70,15 @@ def test_keeping_some_classes_keeps_the_splits_made_for_all(fer_folder):
     assert kept.class_counts("val") == np.bincount(kept.datasets["val"].labels, minlength=3).tolist()
     with pytest.raises(ValueError, match="give at least two of"):
         kept.keep_classes(["sad", "fear"], ["test"])  # fear was left out
+
+
+def test_keeping_classes_of_soft_targets_renormalises_their_columns():
+    targets = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2]], np.float32)
+    soft = SoftTargetDataset(np.zeros((3, 4, 4), np.uint8), targets, transform=None)
+    kept = faces_of(soft, np.array([2, 0]))  # class 2 becomes 0, class 0 becomes 1
+    assert isinstance(kept, SoftTargetDataset) and kept.labels.tolist() == [1, 0]
+    torch.testing.assert_close(kept.targets, torch.tensor([[0.2, 0.5], [0.8, 0.1]]) /
+                               torch.tensor([[0.7], [0.9]]))
 
 
 def test_fer_test_only_copy_evaluates(tmp_path):
