@@ -75,7 +75,7 @@ def test_keeping_some_classes_keeps_the_splits_made_for_all(fer_folder):
 def test_keeping_classes_of_soft_targets_renormalises_their_columns():
     targets = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2]], np.float32)
     soft = SoftTargetDataset(np.zeros((3, 4, 4), np.uint8), targets, transform=None)
-    kept = faces_of(soft, np.array([2, 0]))  # class 2 becomes 0, class 0 becomes 1
+    kept = faces_of(soft, ["a", "b", "c"], ["c", "a"])  # class 2 becomes 0, class 0 becomes 1
     assert isinstance(kept, SoftTargetDataset) and kept.labels.tolist() == [1, 0]
     torch.testing.assert_close(kept.targets, torch.tensor([[0.2, 0.5], [0.8, 0.1]]) /
                                torch.tensor([[0.7], [0.9]]))

@@ -65,15 +65,15 @@ class SoftTargetDataset(ArrayDataset):
         return image, self.targets[index].clone()
 
 
-def faces_of(dataset: ArrayDataset, keep: np.ndarray) -> ArrayDataset:
-    """The faces of ``dataset`` labelled one of ``keep`` (class indices), relabelled by their
-    place in ``keep``; soft targets keep those columns, renormalised."""
-    rows = np.flatnonzero(np.isin(dataset.labels, keep))
-    relabel = np.full(int(max(dataset.labels.max(initial=0), keep.max())) + 1, -1, np.int64)
-    relabel[keep] = np.arange(len(keep))
-    images, labels = dataset.images[rows], relabel[dataset.labels[rows]]
+def faces_of(dataset: ArrayDataset, class_names: Sequence[str],
+             classes: Sequence[str]) -> ArrayDataset:
+    """The faces of ``dataset`` (labelled by ``class_names``) of ``classes``, relabelled in
+    their order (:func:`select_classes`); soft targets keep those columns, renormalised."""
+    rows, labels = select_classes(dataset.labels, class_names, classes)
+    images = dataset.images[rows]
     if isinstance(dataset, SoftTargetDataset):
-        targets = dataset.targets.numpy()[rows][:, keep]
+        columns = [list(class_names).index(c) for c in classes]
+        targets = dataset.targets.numpy()[rows][:, columns]
         targets = targets / np.clip(targets.sum(axis=1, keepdims=True), 1e-12, None)
         return SoftTargetDataset(images, targets, dataset.transform, labels=labels)
     return ArrayDataset(images, labels, dataset.transform)
@@ -398,13 +398,14 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
                              f"{list(classes)}")
         for stage in stages:
             self.setup(stage)
-        self._keep_faces(np.asarray([self.class_names.index(c) for c in classes]))
+        self._keep_faces(list(classes))
         self.class_names = list(classes)
         self._on_device.clear()
 
-    def _keep_faces(self, keep: np.ndarray) -> None:
-        """Keep the faces of class indices ``keep`` in every split set up (:func:`faces_of`)."""
-        self.datasets = {split: faces_of(ds, keep) for split, ds in self.datasets.items()}
+    def _keep_faces(self, classes: list[str]) -> None:
+        """Keep the faces of ``classes`` in every split set up (:func:`faces_of`)."""
+        self.datasets = {split: faces_of(ds, self.class_names, classes)
+                         for split, ds in self.datasets.items()}
 
     def class_counts(self, split: str = "train") -> list[int]:
         """Samples per class in ``split`` (used for balanced class weights)."""

@@ -103,15 +103,17 @@ class MultiDataModule(GrayImageDataModule):
                         np.concatenate([p[1] for p in parts.values()]))
                 for split, parts in per_split.items()}
 
-    def _keep_faces(self, keep: np.ndarray) -> None:
+    def _keep_faces(self, classes: list[str]) -> None:
         """Also in each dataset's validation and test parts, and its count of training faces."""
         if "train" in self.datasets:
-            kept = np.isin(self.datasets["train"].labels, keep)
+            kept = np.isin(self.datasets["train"].labels,
+                           [self.class_names.index(c) for c in classes])
             bounds = np.cumsum([0, *self._train_sizes.values()])
             self._train_sizes = {name: int(kept[start:end].sum()) for name, start, end
                                  in zip(self._train_sizes, bounds[:-1], bounds[1:])}
-        super()._keep_faces(keep)
-        self.parts = {split: {name: faces_of(ds, keep) for name, ds in parts.items()}
+        super()._keep_faces(classes)
+        self.parts = {split: {name: faces_of(ds, self.class_names, classes)
+                              for name, ds in parts.items()}
                       for split, parts in self.parts.items()}
 
     def describe(self) -> str:
