@@ -171,6 +171,28 @@ def test_offline_distillation_needs_the_dataloader_path(pair):
         trainer.fit(model, datamodule=data)
 
 
+def test_a_teacher_of_more_classes_teaches_its_probabilities_of_the_students(pair):
+    """A five-class teacher of a student of two of its classes, in another order: the soft
+    labels are its tempered probabilities of those two, renormalised."""
+    data = SyntheticDataModule(classes=["sad", "happy"], num_train=16, num_val=8, num_test=8,
+                               batch_size=16, num_workers=0)
+    model = EmotionClassifier(data.class_names, arch="resnet18", teacher=[str(pair[0])],
+                              distill_temperature=2.0, distill_weight=0.5, distill_offline=True)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, accelerator="cpu")
+    with one_torch_thread():
+        trainer.fit(model, datamodule=data)
+    train = data.datasets["train"]
+    teacher = load_model(pair[0])
+    with torch.no_grad():
+        logits = teacher(normalize_batch(train.images, 48))
+    tempered = F.softmax(logits / 2.0, dim=1)[:, [CLASSES.index("sad"), CLASSES.index("happy")]]
+    soft = (tempered / tempered.sum(dim=1, keepdim=True)).numpy()
+    np.testing.assert_allclose(train.targets, 0.5 * np.eye(2)[train.labels] + 0.5 * soft,
+                               atol=1e-5)
+
+
 def test_teachers_of_other_classes_and_bad_settings_are_refused(pair, tmp_path):
     data = SyntheticDataModule(classes=["happy", "sad"], num_train=8, num_val=8, num_test=8,
                                batch_size=8, num_workers=0)
@@ -181,7 +203,8 @@ def test_teachers_of_other_classes_and_bad_settings_are_refused(pair, tmp_path):
         trainer.fit(EmotionClassifier(data.class_names, arch="resnet18"), datamodule=data)
     trainer.save_checkpoint(tmp_path / "two.ckpt")
     student, data, trainer = _student([str(tmp_path / "two.ckpt")])
-    with pytest.raises(ValueError, match=r"two\.ckpt classifies \['happy', 'sad'\], this model"):
+    with pytest.raises(ValueError, match=r"two\.ckpt: it classifies \['happy', 'sad'\], not "
+                                         r"\['angry', 'disgust', 'surprise'\]: a teacher must"):
         trainer.fit(student, datamodule=data)
     with pytest.raises(ValueError, match="distill_weight in"):
         EmotionClassifier(CLASSES, teacher=[str(pair[0])], distill_weight=0.0)

@@ -14,7 +14,11 @@ from torch import nn
 
 from emotion_lightning.data.cross_fit import CrossFit
 from emotion_lightning.inert import set_in_vain, signature_defaults
-from emotion_lightning.models.distillation import distillation_targets, softened
+from emotion_lightning.models.distillation import (
+    TeacherOnClasses,
+    distillation_targets,
+    softened,
+)
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
 from emotion_lightning.models.prior import training_log_prior
 from emotion_lightning.models.registry import create_backbone
@@ -78,7 +82,9 @@ class EmotionClassifier(ClassScoring):
             optimizer alone; every epoch: torch's StepLR, ...).
         teacher: classifier checkpoints whose averaged softened probabilities the model also
             learns (knowledge distillation, Hinton et al.): loaded when fitting starts, frozen,
-            not saved with the model; they must have this model's ``class_names``.
+            not saved with the model; they must know every one of this model's
+            ``class_names`` (a teacher of more classes, or in another order, teaches its
+            probabilities of these, renormalised: :class:`TeacherOnClasses`).
         distill_temperature: the softmax temperature T of teacher and student in that loss.
         distill_weight: the loss is ``(1 - w) * hard loss + w * T^2 * KL(teacher || student)``.
         distill_offline: instead, compute the teachers' softened probabilities of every
@@ -210,11 +216,15 @@ class EmotionClassifier(ClassScoring):
             raise ValueError("model.teacher holds cross-fitted teachers (each trained without a "
                              "fold), which label only the faces they did not see: distil "
                              "offline (model.distill_offline=true)")
-        for path, teacher in zip(self.hparams.get("teacher") or [], self._teachers):
+        for i, (path, teacher) in enumerate(zip(self.hparams.get("teacher") or [],
+                                                self._teachers)):
             if teacher.class_names != self.class_names:
-                raise ValueError(f"model.teacher {path} classifies {teacher.class_names}, this "
-                                 f"model {self.class_names}: distil from teachers of the same "
-                                 "classes, in the same order")
+                try:
+                    self._teachers[i] = TeacherOnClasses(teacher, self.class_names)
+                except ValueError as err:
+                    raise ValueError(f"model.teacher {path}: {err} {self.class_names}") from None
+                log.info("model.teacher %s: its probabilities of %s, renormalised", path,
+                         self.class_names)
         if self._teachers and self.hparams.get("distill_offline"):
             self._teach_offline(datamodule, cross_fits)
 

@@ -16,6 +16,28 @@ from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.test_time import resized
 
 
+class TeacherOnClasses(torch.nn.Module):
+    """A teacher's logits of ``class_names`` only, in that order: a teacher of more classes
+    (a seven-class network) teaching a student of some of them (five), whose softened
+    probabilities are then the teacher's on those classes, renormalised. Reads its input at
+    the teacher's ``hparams.image_size``."""
+
+    def __init__(self, teacher: torch.nn.Module, class_names: Sequence[str]) -> None:
+        super().__init__()
+        known = list(teacher.class_names)
+        missing = [c for c in class_names if c not in known]
+        if missing:
+            raise ValueError(f"it classifies {known}, not {missing}: a teacher must know every "
+                             "class of its student")
+        self.teacher = teacher
+        self.hparams = teacher.hparams
+        self.class_names = list(class_names)
+        self.columns = [known.index(c) for c in class_names]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher(x)[:, self.columns]
+
+
 def _tempered(teacher: torch.nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
     """``softmax(logits / temperature)`` of one teacher on ``x`` (already at its input size)."""
     with torch.no_grad():
