@@ -164,6 +164,35 @@ def test_offline_distillation_labels_the_training_faces_once(pair, monkeypatch):
     assert y.dtype == torch.float32 and y.shape == (5,)
 
 
+def test_teachers_may_label_each_face_and_its_mirror(pair):
+    """distill_flip: offline targets and the online loss's target average each teacher's
+    tempered probabilities of the face and of its mirror image."""
+    model, data, trainer = _student([str(p) for p in pair], distill_temperature=2.0,
+                                    distill_weight=0.5, distill_offline=True, distill_flip=True)
+    with one_torch_thread():
+        trainer.fit(model, datamodule=data)
+    train = data.datasets["train"]
+    teachers = [load_model(p) for p in pair]
+    x = normalize_batch(train.images, 48)
+
+    def tempered(t, v):
+        return F.softmax(t(v) / 2.0, dim=1)
+
+    with torch.no_grad():
+        plain = torch.stack([tempered(t, x) for t in teachers]).mean(0)
+        soft = torch.stack([(tempered(t, x) + tempered(t, torch.flip(x, dims=[3]))) / 2
+                            for t in teachers]).mean(0)
+    assert not torch.allclose(plain, soft, atol=1e-3)  # the mirror changes what they say
+    np.testing.assert_allclose(train.targets, 0.5 * np.eye(len(CLASSES))[train.labels]
+                               + 0.5 * soft.numpy(), atol=1e-5)
+    online = EmotionClassifier(CLASSES, arch="resnet18", distill_temperature=2.0,
+                               distill_flip=True)
+    online._teachers = teachers
+    logits = torch.randn(len(x), len(CLASSES))
+    kl = F.kl_div(F.log_softmax(logits / 2.0, dim=1), soft, reduction="batchmean")
+    torch.testing.assert_close(online._distilled(torch.tensor(0.0), logits, x)[1], kl)
+
+
 def test_offline_distillation_needs_the_dataloader_path(pair):
     model, data, trainer = _student([str(pair[0])], distill_offline=True)
     data.loader = "device"

@@ -94,6 +94,8 @@ class EmotionClassifier(ClassScoring):
             trained by cross-fitting (``data.cross_fit_fold``: their checkpoints say which
             fold they did not see) label only that fold's faces, so every soft label is out of
             sample: one teacher per fold, or several.
+        distill_flip: the teachers' softened probabilities of each face are averaged with
+            those of its mirror image (offline: of each training face; online: of each batch).
         compile: run the backbone through :func:`torch.compile` (fit, validation and test):
             ``True`` (its default backend, inductor) or a backend's name (e.g. ``"eager"``).
         initialised_from: filled in checkpoints with the original ``weights``/``conv1_init``.
@@ -121,6 +123,7 @@ class EmotionClassifier(ClassScoring):
         distill_temperature: float = 4.0,
         distill_weight: float = 0.5,
         distill_offline: bool = False,
+        distill_flip: bool = False,
         compile: bool | str = False,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -242,7 +245,8 @@ class EmotionClassifier(ClassScoring):
             self._teachers, faces, labels, self.hparams.distill_temperature,
             self.hparams.distill_weight, self.device,
             self.trainer.precision_plugin.forward_context(),
-            progress=self.trainer.is_global_zero, cross_fits=cross_fits)
+            progress=self.trainer.is_global_zero, cross_fits=cross_fits,
+            flip=self.hparams.get("distill_flip", False))
         datamodule.set_train_targets(targets)
         log.info("offline distillation: soft labels of %d training faces from %d teacher(s) in "
                  "%.1f s", len(targets), len(self._teachers), time.perf_counter() - start)
@@ -290,7 +294,7 @@ class EmotionClassifier(ClassScoring):
         """``(1 - w) * hard_loss + w * T^2 * KL(teachers' mean softened probabilities ||
         the student's)`` and the KL term, each teacher seeing ``x`` at its own input size."""
         t, w = self.hparams.distill_temperature, self.hparams.distill_weight
-        target = softened(self._teachers, x, t)
+        target = softened(self._teachers, x, t, self.hparams.get("distill_flip", False))
         log_student = F.log_softmax(logits.float() / t, dim=1)
         kl = F.kl_div(log_student, target, reduction="batchmean")
         return (1.0 - w) * hard_loss + w * t * t * kl, kl.detach()
@@ -356,7 +360,8 @@ def inert_settings(hparams: Mapping) -> list[str]:
         gated += [(key, "mix_p is 0") for key in ("mixup_alpha", "cutmix_alpha")]
     if not hparams.get("teacher"):
         gated += [(key, "no model.teacher")
-                  for key in ("distill_temperature", "distill_weight", "distill_offline")]
+                  for key in ("distill_temperature", "distill_weight", "distill_offline",
+                              "distill_flip")]
     return set_in_vain(defaults, hparams, gated, prefix="model.")
 
 

@@ -38,27 +38,35 @@ class TeacherOnClasses(torch.nn.Module):
         return self.teacher(x)[:, self.columns]
 
 
-def _tempered(teacher: torch.nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``softmax(logits / temperature)`` of one teacher on ``x`` (already at its input size)."""
+def _tempered(teacher: torch.nn.Module, x: torch.Tensor, temperature: float,
+              flip: bool = False) -> torch.Tensor:
+    """``softmax(logits / temperature)`` of one teacher on ``x`` (already at its input size);
+    with ``flip``, averaged over ``x`` and its mirror (one forward of both)."""
     with torch.no_grad():
-        return F.softmax(teacher(x).float() / temperature, dim=1)
+        if not flip:
+            return F.softmax(teacher(x).float() / temperature, dim=1)
+        both = F.softmax(teacher(torch.cat([x, torch.flip(x, dims=[3])])).float() / temperature,
+                         dim=1)
+        return both.reshape(2, len(x), -1).mean(dim=0)
 
 
 def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
-             temperature: float) -> torch.Tensor:
+             temperature: float, flip: bool = False) -> torch.Tensor:
     """The mean over ``teachers`` of ``softmax(logits / temperature)`` of the normalised
-    batch ``x``, each teacher seeing it at its own ``hparams.image_size``."""
-    return torch.stack([_tempered(teacher, resized(x, teacher.hparams.image_size), temperature)
-                        for teacher in teachers]).mean(dim=0)
+    batch ``x`` (and of its mirror: ``flip``), each teacher seeing it at its own
+    ``hparams.image_size``."""
+    return torch.stack([_tempered(teacher, resized(x, teacher.hparams.image_size), temperature,
+                                  flip) for teacher in teachers]).mean(dim=0)
 
 
 def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperature: float,
                 device: torch.device, context=None, batch_size: int = 256, progress: bool = True,
-                desc: str = "teacher soft labels") -> np.ndarray:
+                desc: str = "teacher soft labels", flip: bool = False) -> np.ndarray:
     """The teachers' mean softened probabilities (:func:`softened`) of each unaugmented face
-    (``faces``: uint8 ``[N, H, W]``), each teacher reading the faces made at its own
-    ``image_size`` as its training data was, in batches of ``batch_size`` inside ``context``
-    (e.g. the trainer's autocast), behind a progress bar named ``desc``; float32 ``[N, C]``."""
+    (``faces``: uint8 ``[N, H, W]``; and of its mirror: ``flip``), each teacher reading the
+    faces made at its own ``image_size`` as its training data was, in batches of
+    ``batch_size`` inside ``context`` (e.g. the trainer's autocast), behind a progress bar
+    named ``desc``; float32 ``[N, C]``."""
     sizes = [int(t.hparams.image_size) for t in teachers]
     chunks = []
     starts = range(0, len(faces), batch_size)
@@ -66,7 +74,7 @@ def soft_labels(teachers: Sequence[torch.nn.Module], faces: np.ndarray, temperat
         for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
             views = {size: normalize_batch(faces[start:start + batch_size], size).to(device)
                      for size in set(sizes)}
-            soft = torch.stack([_tempered(teacher, views[size], temperature)
+            soft = torch.stack([_tempered(teacher, views[size], temperature, flip)
                                 for teacher, size in zip(teachers, sizes)]).mean(dim=0)
             chunks.append(soft.cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
@@ -106,16 +114,18 @@ def distillation_targets(teachers: Sequence[torch.nn.Module], faces: np.ndarray,
                          labels: np.ndarray, temperature: float, weight: float,
                          device: torch.device, context=None, batch_size: int = 256,
                          progress: bool = True,
-                         cross_fits: Sequence[CrossFit | None] | None = None) -> np.ndarray:
+                         cross_fits: Sequence[CrossFit | None] | None = None,
+                         flip: bool = False) -> np.ndarray:
     """Offline distillation's training targets: ``(1 - weight) * one-hot(labels) + weight *``
-    the teachers' :func:`soft_labels` of ``faces`` (each face from the teachers
+    the teachers' :func:`soft_labels` of ``faces`` (and their mirrors: ``flip``; each face
+    from the teachers
     :func:`teacher_groups` gives it, by ``cross_fits``: one per teacher), all inside one
     ``context`` (a trainer's ``forward_context()`` can be entered once); float32 ``[N, C]``."""
     groups = teacher_groups(cross_fits or [None] * len(teachers), faces)
     with context or contextlib.nullcontext():
         parts = [soft_labels([teachers[i] for i in members], faces[idx], temperature, device,
                              None, batch_size, progress, "teacher soft labels" if len(groups) == 1
-                             else f"out-of-fold soft labels ({len(idx)} faces)")
+                             else f"out-of-fold soft labels ({len(idx)} faces)", flip)
                  for idx, members in groups]
     soft = np.zeros((len(faces), parts[0].shape[1]), np.float32)
     for (idx, _), part in zip(groups, parts):
