@@ -2,7 +2,7 @@
 training faces it never saw (its cross-fit fold) and on validation faces.
 
     python benchmarks/soft_labels.py --teacher A.ckpt B.ckpt [--data ../shared/data/fer2013]
-        [--temperature 2] [--limit 6000] [--out PATH]
+        [--temperature 2] [--limit 6000] [--flip] [--out PATH]
 
 Offline distillation trains a student on ``(1 - w) * one-hot + w *`` the teachers' softened
 probabilities of the training faces. A teacher that has fitted those faces mostly repeats
@@ -11,7 +11,8 @@ it labels faces it never saw. For each teacher, and for the targets the student 
 (:func:`~emotion_lightning.models.distillation.distillation_targets` at weight 1: the
 teachers' mean, or each fold from the teachers that left it out), per face set: top-1
 agreement with the labels, the mean probability of the label at ``--temperature`` and at 1,
-the mean entropy. FER2013 with
+the mean entropy; ``--flip`` averages each face's soft labels with its mirror image's
+(``model.distill_flip``). FER2013 with
 the recipes' validation split (``--seed``, 10% of Training); ``--limit`` takes a seeded
 subset of the training faces. Prints a table and writes JSON (default
 ``benchmarks/results/soft_labels.json``).
@@ -53,7 +54,8 @@ def agreement(probs: dict[float, np.ndarray], labels: np.ndarray) -> dict:
 
 def measure(teachers: list[EmotionClassifier], cross_fits: list[CrossFit | None],
             names: list[str], train: tuple[np.ndarray, np.ndarray],
-            val: tuple[np.ndarray, np.ndarray], temperatures: list[float], context) -> list[dict]:
+            val: tuple[np.ndarray, np.ndarray], temperatures: list[float], context,
+            flip: bool = False) -> list[dict]:
     """One record per (source, face set): each teacher on the training faces it saw, those it
     did not (cross-fitted teachers) and validation; the teachers' mean on validation; the
     student's targets on the training faces (where the teachers label every one)."""
@@ -61,7 +63,7 @@ def measure(teachers: list[EmotionClassifier], cross_fits: list[CrossFit | None]
 
     def probs(members, images):
         return {t: soft_labels([teachers[i] for i in members], images, t, torch.device("cpu"),
-                               context, progress=False) for t in temperatures}
+                               context, progress=False, flip=flip) for t in temperatures}
 
     records = []
     for i, (name, cf) in enumerate(zip(names, cross_fits)):
@@ -78,7 +80,8 @@ def measure(teachers: list[EmotionClassifier], cross_fits: list[CrossFit | None]
                     **agreement(probs(range(len(teachers)), val[0]), val[1])})
     try:  # the targets offline distillation builds, with the labels' share set to 0
         student = {t: distillation_targets(teachers, faces, labels, t, 1.0, torch.device("cpu"),
-                                           context, progress=False, cross_fits=cross_fits)
+                                           context, progress=False, cross_fits=cross_fits,
+                                           flip=flip)
                    for t in temperatures}
     except ValueError as err:  # cross-fitted teachers that leave a fold unlabelled
         print(f"no student targets: {err}")
@@ -96,6 +99,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=42, help="the validation split's seed")
     parser.add_argument("--limit", type=int, default=0, help="training faces (0: all)")
+    parser.add_argument("--flip", action="store_true",
+                        help="average each face's soft labels with its mirror image's")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/soft_labels.json")
     args = parser.parse_args()
 
@@ -116,10 +121,10 @@ def main() -> None:
     start = time.perf_counter()
     temperatures = list(dict.fromkeys([args.temperature, 1.0]))
     records = measure(teachers, cross_fits, [str(p) for p in args.teacher],
-                      (faces, labels), (val.images, val.labels), temperatures, context)
+                      (faces, labels), (val.images, val.labels), temperatures, context, args.flip)
     result = {"teachers": [str(p) for p in args.teacher],
               "cross_fits": [cf.as_dict() if cf else None for cf in cross_fits],
-              "temperature": args.temperature, "data": str(args.data), "seed": args.seed,
+              "temperature": args.temperature, "flip": args.flip, "data": str(args.data), "seed": args.seed,
               "training_faces": int(len(faces)), "records": records,
               "seconds": round(time.perf_counter() - start, 1), "threads": threads,
               "precision": "bf16-mixed" if bf16 else "32-true", **machine_record()}

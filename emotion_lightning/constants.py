@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 #: The seven FER2013 emotions in the order of the Kaggle CSV's integer labels.
 FER_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -35,3 +37,22 @@ def canonical_emotion(name: str) -> str:
     """Lower-case an emotion name and map known aliases to the canonical spelling."""
     key = name.strip().lower()
     return EMOTION_ALIASES.get(key, key)
+
+
+def class_positions(classes: Sequence[str], among: Sequence[str], what: str, of: str,
+                    at_least: int = 1) -> list[int]:
+    """The position in ``among`` of each of ``classes`` (canonical names compared), in the
+    order of ``classes``. A name not among them, a name given twice, or fewer than
+    ``at_least`` names is refused with one message naming ``what`` was asked (e.g.
+    ``"score_classes"``), the names at fault and the classes ``of`` whom (``"the
+    checkpoint"``) there are."""
+    wanted = [canonical_emotion(str(c)) for c in classes]
+    known = [canonical_emotion(str(c)) for c in among]
+    unknown = [c for c in wanted if c not in known]
+    repeated = sorted({c for c in wanted if wanted.count(c) > 1})
+    problem = (f"{unknown} are not among them" if unknown else
+               f"{repeated} named more than once" if repeated else
+               f"fewer than {at_least} classes" if len(wanted) < at_least else "")
+    if problem:
+        raise ValueError(f"{what} {list(classes)}: {problem} (the classes of {of} are {known})")
+    return [known.index(c) for c in wanted]

@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from emotion_lightning.constants import class_positions
 from emotion_lightning.models.ensemble import ClassifierEnsemble
 from emotion_lightning.models.reporting import per_class_scores
 from emotion_lightning.models.scoring import ClassScoring
@@ -34,16 +35,12 @@ class ClassSubset(ClassScoring):
 
     def __init__(self, model: ClassScoring, class_names: Sequence[str]) -> None:
         super().__init__()
-        missing = [c for c in class_names if c not in model.class_names]
-        if missing or len(class_names) < 2:
-            raise ValueError(f"cannot restrict a model of {model.class_names} to {list(class_names)}"
-                             ": give at least two of its classes")
+        keep = class_positions(class_names, model.class_names, "class_names", "the model", 2)
         self.model = model
         self.save_hyperparameters({"class_names": list(class_names),
                                    "image_size": int(model.hparams.image_size),
                                    "prior_tau": model.prior_tau}, logger=False)
-        self.register_buffer("keep", torch.tensor([model.class_names.index(c)
-                                                    for c in class_names]), persistent=False)
+        self.register_buffer("keep", torch.tensor(keep), persistent=False)
         self.init_scoring(len(class_names))
         self.log_prior.copy_(torch.log_softmax(model.log_prior[self.keep].float(), dim=0))
         self.prior_recorded = getattr(model, "prior_recorded", True)

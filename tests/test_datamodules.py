@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_lightning.constants import FER_EMOTIONS, GRAY_MEAN, GRAY_STD
+from emotion_lightning.constants import FER_EMOTIONS, GRAY_MEAN, GRAY_STD, class_positions
 from emotion_lightning.data import (
     FERDataModule,
     GrayImageDataModule,
@@ -29,8 +29,20 @@ def test_select_classes_remaps_in_given_order():
                                   ["g", "d"])
     np.testing.assert_array_equal(keep, [1, 3, 4])
     np.testing.assert_array_equal(labels, [1, 0, 1])
-    with pytest.raises(ValueError, match="not in this dataset"):
+    with pytest.raises(ValueError, match=r"\['z'\] are not among them \(the classes of this "
+                                         r"dataset are \['a'\]\)"):
         select_classes(np.array([0]), ["a"], ["z"])
+
+
+def test_class_positions_names_what_is_wrong():
+    seven = list(FER_EMOTIONS)
+    assert class_positions(["Sadness", "angry"], seven, "x", "y") == [4, 0]  # aliases, given order
+    for wrong, problem in ((["happy", "happiness"], r"\['happy'\] named more than once"),
+                           (["happy"], "fewer than 2 classes"),
+                           (["happy", "calm"], r"\['calm'\] are not among them")):
+        with pytest.raises(ValueError, match=rf"score_classes \[.*\]: {problem} \(the classes "
+                                             r"of the checkpoint are \['angry', 'disgust'"):
+            class_positions(wrong, seven, "score_classes", "the checkpoint", 2)
 
 
 def test_fer_class_subset_and_official_split_with_private(fer_csv):
@@ -68,7 +80,8 @@ def test_keeping_some_classes_keeps_the_splits_made_for_all(fer_folder):
         names = [seven[label] for label in whole.labels[rows]]
         assert ds.labels.tolist() == [["sad", "angry", "happy"].index(n) for n in names]
     assert kept.class_counts("val") == np.bincount(kept.datasets["val"].labels, minlength=3).tolist()
-    with pytest.raises(ValueError, match="give at least two of"):
+    with pytest.raises(ValueError, match=r"keep_classes \['sad', 'fear'\]: \['fear'\] are not "
+                                         "among them"):
         kept.keep_classes(["sad", "fear"], ["test"])  # fear was left out
 
 

@@ -51,9 +51,12 @@ def test_each_teacher_is_scored_on_seen_and_unseen_faces_and_the_student_out_of_
     assert 0 < rows["the teachers' mean", "validation"]["faces"] < n
     assert result["cpu_cores"] >= 1 and result["temperature"] == 2.0
     # one fold's teacher alone: scored, but no student targets (a fold has no teacher)
+    assert result["flip"] is False
+    # one fold's teacher alone, mirrors averaged in: scored, but no student targets
     run = subprocess.run([sys.executable, str(SCRIPT), "--teacher", teachers[0], "--data",
-                          str(fer_folder), "--out", str(out)],
+                          str(fer_folder), "--flip", "--out", str(out)],
                          check=True, capture_output=True, text=True, timeout=300)
     assert "no teacher was trained without fold(s) [1] of 2" in run.stdout
-    sources = {r["source"] for r in json.loads(out.read_text())["records"]}
-    assert sources == {teachers[0], "the teachers' mean"}
+    flipped = json.loads(out.read_text())
+    assert {r["source"] for r in flipped["records"]} == {teachers[0], "the teachers' mean"}
+    assert flipped["flip"] is True

@@ -30,7 +30,7 @@ from emotion_lightning.cli.common import (
     setup_allocator,
     setup_parallelism,
 )
-from emotion_lightning.constants import canonical_emotion
+from emotion_lightning.constants import class_positions
 from emotion_lightning.evaluation import EVAL_SPLITS, data_image_size, restrict_classes, score
 from emotion_lightning.models.loading import load_model
 from emotion_lightning.models.reporting import save_confusion
@@ -109,13 +109,8 @@ def evaluate_checkpoint(
 def model_subset(model: ClassScoring, classes: Sequence[str]) -> ClassScoring:
     """``model`` scored on ``classes`` only (in the model's order); a name it does not know,
     or fewer than two names, is refused with the classes it has."""
-    wanted = [canonical_emotion(str(c)) for c in classes]
-    unknown = [c for c in wanted if c not in model.class_names]
-    if unknown or len(set(wanted)) < 2:
-        raise ValueError(f"score_classes={list(classes)}: give at least two of the checkpoint's "
-                         f"classes {model.class_names}" + (f" ({unknown} are not among them)"
-                                                          if unknown else ""))
-    return restrict_classes(model, wanted)
+    positions = class_positions(classes, model.class_names, "score_classes", "the checkpoint", 2)
+    return restrict_classes(model, [model.class_names[i] for i in positions])
 
 
 def evaluate(cfg: DictConfig) -> dict:

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from emotion_lightning.constants import EMOTION_ALIASES, FER_EMOTIONS, canonical_emotion
+from emotion_lightning.constants import (
+    EMOTION_ALIASES,
+    FER_EMOTIONS,
+    canonical_emotion,
+    class_positions,
+)
 from emotion_lightning.data.batch_augment import BatchAugment
 from emotion_lightning.data.cross_fit import STATE_KEY, CrossFit, face_folds
 from emotion_lightning.data.device_loader import DeviceBatches, ShardSampler, resized_stack
@@ -72,7 +77,7 @@ def faces_of(dataset: ArrayDataset, class_names: Sequence[str],
     rows, labels = select_classes(dataset.labels, class_names, classes)
     images = dataset.images[rows]
     if isinstance(dataset, SoftTargetDataset):
-        columns = [list(class_names).index(c) for c in classes]
+        columns = class_positions(classes, class_names, "classes", "these faces")
         targets = dataset.targets.numpy()[rows][:, columns]
         targets = targets / np.clip(targets.sum(axis=1, keepdims=True), 1e-12, None)
         return SoftTargetDataset(images, targets, dataset.transform, labels=labels)
@@ -141,16 +146,9 @@ def select_classes(
 
     Returns (indices kept, new labels).
     """
-    source = [canonical_emotion(n) for n in source_names]
-    wanted = [canonical_emotion(c) for c in classes]
-    unknown = [c for c in wanted if c not in source]
-    if unknown:
-        raise ValueError(f"classes {unknown} are not in this dataset's classes {source}")
-    if len(set(wanted)) != len(wanted):
-        raise ValueError(f"classes contain duplicates: {list(classes)}")
-    remap = np.full(len(source), -1, dtype=np.int64)
-    for new, name in enumerate(wanted):
-        remap[source.index(name)] = new
+    remap = np.full(len(source_names), -1, dtype=np.int64)
+    positions = class_positions(classes, source_names, "classes", "this dataset")
+    remap[positions] = np.arange(len(positions))
     new_labels = remap[np.asarray(labels, dtype=np.int64)]
     keep = np.flatnonzero(new_labels >= 0)
     return keep, new_labels[keep]
@@ -392,14 +390,12 @@ class GrayImageDataModule(SplitLoaders, L.LightningDataModule):
         ones made for all of ``class_names``, so a model of all of them is scored on faces it
         was validated and tested on, never on ones it trained on (splitting the subset anew
         would draw other validation faces)."""
-        unknown = [c for c in classes if c not in self.class_names]
-        if unknown or len(set(classes)) < 2:
-            raise ValueError(f"keep_classes: give at least two of {self.class_names}, got "
-                             f"{list(classes)}")
+        positions = class_positions(classes, self.class_names, "keep_classes", "this datamodule", 2)
+        kept = [self.class_names[i] for i in positions]
         for stage in stages:
             self.setup(stage)
-        self._keep_faces(list(classes))
-        self.class_names = list(classes)
+        self._keep_faces(kept)
+        self.class_names = kept
         self._on_device.clear()
 
     def _keep_faces(self, classes: list[str]) -> None:

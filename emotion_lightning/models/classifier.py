@@ -225,7 +225,8 @@ class EmotionClassifier(ClassScoring):
                 try:
                     self._teachers[i] = TeacherOnClasses(teacher, self.class_names)
                 except ValueError as err:
-                    raise ValueError(f"model.teacher {path}: {err} {self.class_names}") from None
+                    raise ValueError(f"model.teacher {path}: {err}: a teacher must know every "
+                                     "class of its student") from None
                 log.info("model.teacher %s: its probabilities of %s, renormalised", path,
                          self.class_names)
         if self._teachers and self.hparams.get("distill_offline"):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from emotion_lightning.constants import class_positions
 from emotion_lightning.data.cross_fit import CrossFit, face_folds
 from emotion_lightning.data.presets import normalize_batch
 from emotion_lightning.models.test_time import resized
@@ -24,15 +25,11 @@ class TeacherOnClasses(torch.nn.Module):
 
     def __init__(self, teacher: torch.nn.Module, class_names: Sequence[str]) -> None:
         super().__init__()
-        known = list(teacher.class_names)
-        missing = [c for c in class_names if c not in known]
-        if missing:
-            raise ValueError(f"it classifies {known}, not {missing}: a teacher must know every "
-                             "class of its student")
+        self.columns = class_positions(class_names, teacher.class_names,
+                                       "its student's classes", "this teacher")
         self.teacher = teacher
         self.hparams = teacher.hparams
         self.class_names = list(class_names)
-        self.columns = [known.index(c) for c in class_names]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.teacher(x)[:, self.columns]
