@@ -77,6 +77,24 @@ def test_soft_cross_entropy_of_one_hot_targets_is_torchs_cross_entropy():
                                    F.cross_entropy(logits, y, weight=w, label_smoothing=ls))
 
 
+def test_class_weights_weigh_soft_targets_by_face_not_by_column():
+    """A face counts by its target's expected class weight; its target is not tilted toward a
+    heavy class (weighting the columns would pull every face's rare-class share up)."""
+    torch.manual_seed(3)
+    logits = torch.randn(3, 3)
+    targets = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.5, 0.5]])
+    weight = torch.tensor([1.0, 2.0, 8.0])
+    log_p = F.log_softmax(logits, dim=1)
+    face_weight = targets @ weight
+    expected = (face_weight * -(targets * log_p).sum(1)).sum() / face_weight.sum()
+    torch.testing.assert_close(soft_cross_entropy(logits, targets, weight), expected)
+    # the loss is smallest where the prediction is the target itself, whatever the weights
+    best = torch.log(targets[:2])
+    for tilted in (best + torch.tensor([0.0, 0.0, 0.3]), best + torch.tensor([0.3, 0.0, 0.0])):
+        assert soft_cross_entropy(best, targets[:2], weight) < soft_cross_entropy(
+            tilted, targets[:2], weight)
+
+
 class _Recorder(BatchMixer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

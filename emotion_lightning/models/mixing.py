@@ -71,10 +71,16 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                        weight: torch.Tensor | None = None,
                        label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of class-probability ``targets`` ``[N, C]``, label-smoothed and
-    class-weighted, normalised like :func:`torch.nn.functional.cross_entropy`'s weighted mean
-    (by the targets' total weight): for one-hot targets it equals that function on the labels."""
+    class-weighted: each face's cross-entropy with its target counts by the target's expected
+    class weight (``targets @ weight``: a face of a rare class counts more, but no face's
+    target is tilted toward a heavy class), the smoothing term weighted per class as torch
+    does; normalised by the faces' total weight. For one-hot targets it equals
+    :func:`torch.nn.functional.cross_entropy` on the labels."""
     log_probs = F.log_softmax(logits.float(), dim=1)
     weight = torch.ones(logits.shape[1], device=logits.device) if weight is None else weight
-    smoothed = targets * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
-    total = -(weight * smoothed * log_probs).sum()
-    return total / (weight * targets).sum()
+    face_weight = targets.float() @ weight.float()
+    target_term = -(targets * log_probs).sum(dim=1)
+    smoothing_term = -(weight * log_probs).sum(dim=1) / logits.shape[1]
+    total = ((1.0 - label_smoothing) * face_weight * target_term
+             + label_smoothing * smoothing_term).sum()
+    return total / face_weight.sum()
