@@ -8,13 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from emotion_lightning.constants import class_positions
 from emotion_lightning.data.cross_fit import CrossFit, face_folds
 from emotion_lightning.data.presets import normalize_batch
-from emotion_lightning.models.test_time import resized
+from emotion_lightning.models.test_time import average_probabilities, resized
 
 
 class TeacherOnClasses(torch.nn.Module):
@@ -38,13 +37,9 @@ class TeacherOnClasses(torch.nn.Module):
 def _tempered(teacher: torch.nn.Module, x: torch.Tensor, temperature: float,
               flip: bool = False) -> torch.Tensor:
     """``softmax(logits / temperature)`` of one teacher on ``x`` (already at its input size);
-    with ``flip``, averaged over ``x`` and its mirror (one forward of both)."""
+    with ``flip``, averaged over ``x`` and its mirror (:func:`average_probabilities`)."""
     with torch.no_grad():
-        if not flip:
-            return F.softmax(teacher(x).float() / temperature, dim=1)
-        both = F.softmax(teacher(torch.cat([x, torch.flip(x, dims=[3])])).float() / temperature,
-                         dim=1)
-        return both.reshape(2, len(x), -1).mean(dim=0)
+        return average_probabilities(lambda v: teacher(v).float() / temperature, x, flip)
 
 
 def softened(teachers: Sequence[torch.nn.Module], x: torch.Tensor,
