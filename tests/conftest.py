@@ -181,6 +181,23 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
+class ImbalancedSynthetic(SyntheticDataModule):
+    """Synthetic faces whose train split keeps only ``keep[c]`` images of class ``c``."""
+
+    def __init__(self, keep: list[int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.keep = keep
+
+    def load_splits(self, stage):
+        splits = super().load_splits(stage)
+        if "train" in splits:
+            images, labels = splits["train"]
+            idx = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(self.keep)])
+            assert np.bincount(labels[idx]).tolist() == self.keep, "too few images per class"
+            splits["train"] = images[idx], labels[idx]
+        return splits
+
+
 @functools.cache
 def tiny_checkpoint(base: Path, seed: int = 0) -> Path:
     """A ResNet-18 classifier after two training steps on synthetic faces (deterministic;

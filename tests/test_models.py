@@ -6,7 +6,6 @@ import sys
 from urllib.error import URLError
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from emotion_lightning.models import (
     unregister_backbone,
 )
 from emotion_lightning.models import weights as weights_module
+from tests.conftest import ImbalancedSynthetic
 
 
 @pytest.mark.parametrize("name", list_backbones())
@@ -97,23 +97,6 @@ def test_bad_weight_arguments():
         build_gray_resnet("resnet18", 5, weights="missing.pth")
     with pytest.raises(ValueError, match="class_weights"):
         EmotionClassifier(["a", "b"], class_weights="inverse")
-
-
-class ImbalancedSynthetic(SyntheticDataModule):
-    """Synthetic faces whose train split keeps only ``keep[c]`` images of class ``c``."""
-
-    def __init__(self, keep: list[int], **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.keep = keep
-
-    def load_splits(self, stage):
-        splits = super().load_splits(stage)
-        if "train" in splits:
-            images, labels = splits["train"]
-            idx = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(self.keep)])
-            assert np.bincount(labels[idx]).tolist() == self.keep, "too few images per class"
-            splits["train"] = images[idx], labels[idx]
-        return splits
 
 
 def _fit_tiny(tmp_path, dm=None, **model_kwargs) -> tuple[EmotionClassifier, L.Trainer,

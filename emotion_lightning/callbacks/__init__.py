@@ -1,8 +1,9 @@
 """Lightning callbacks: layer freezing for staged fine-tuning, training throughput, weight
 averages (EMA, SWA), a stop on a non-finite loss, the interrupted-fit checkpoint, classification
-reports, the prior correction chosen on validation, progressive resizing and
-self-distillation."""
+reports, the prior correction chosen on validation, deferred class re-weighting, progressive
+resizing and self-distillation."""
 
+from emotion_lightning.callbacks.deferred_reweighting import DeferredReweighting
 from emotion_lightning.callbacks.ema import EMA
 from emotion_lightning.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from emotion_lightning.callbacks.freeze import FreezeAllButLastN
@@ -15,6 +16,7 @@ from emotion_lightning.callbacks.throughput import ImagesPerSecond
 from emotion_lightning.callbacks.units import network_units
 from emotion_lightning.callbacks.weight_averaging import SWA, AveragedWeights
 
-__all__ = ["EMA", "SWA", "AveragedWeights", "ClassificationReport", "FreezeAllButLastN",
-           "ImagesPerSecond", "InterruptedCheckpoint", "NonFiniteLossError", "PriorCorrection",
-           "ProgressiveResize", "SelfDistillation", "StopOnNonFiniteLoss", "network_units"]
+__all__ = ["EMA", "SWA", "AveragedWeights", "ClassificationReport", "DeferredReweighting",
+           "FreezeAllButLastN", "ImagesPerSecond", "InterruptedCheckpoint", "NonFiniteLossError",
+           "PriorCorrection", "ProgressiveResize", "SelfDistillation", "StopOnNonFiniteLoss",
+           "network_units"]

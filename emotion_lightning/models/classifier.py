@@ -20,7 +20,7 @@ from emotion_lightning.models.distillation import (
     softened,
 )
 from emotion_lightning.models.mixing import BatchMixer, soft_cross_entropy
-from emotion_lightning.models.prior import training_log_prior
+from emotion_lightning.models.prior import balanced_class_weights, training_log_prior
 from emotion_lightning.models.registry import create_backbone
 from emotion_lightning.models.schedules import SCHEDULER_INTERVALS, scheduler_config
 from emotion_lightning.models.scoring import ClassScoring, hard_labels
@@ -202,7 +202,7 @@ class EmotionClassifier(ClassScoring):
         if self.hparams.class_weights == "balanced":
             if counts is None:
                 raise ValueError("class_weights=balanced needs a datamodule with class_counts()")
-            weights = counts.sum() / (len(counts) * counts.clamp(min=1))
+            weights = balanced_class_weights(counts)
             self.class_weight.copy_(weights.to(self.class_weight.device))
             log.info("balanced class weights: %s",
                      dict(zip(self.class_names, [round(w, 3) for w in weights.tolist()])))

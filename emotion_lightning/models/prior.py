@@ -19,6 +19,13 @@ PRIOR_TAUS = tuple(round(0.1 * i, 1) for i in range(11))
 PRIOR_METRICS = ("acc", "balanced_acc", "macro_f1")
 
 
+def balanced_class_weights(counts: Sequence[float]) -> torch.Tensor:
+    """Inverse-frequency class weights ``N / (C * n_c)``: every class weighs as much in the loss
+    as the others, and a uniform training set gets weights of 1."""
+    counts = torch.as_tensor(counts, dtype=torch.float32)
+    return counts.sum() / (len(counts) * counts.clamp(min=1))
+
+
 def training_log_prior(counts: Sequence[float], class_weights: torch.Tensor | None = None
                        ) -> torch.Tensor:
     """The log of the class prior a model was trained under: the training class counts,
