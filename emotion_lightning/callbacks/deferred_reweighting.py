@@ -37,6 +37,7 @@ class DeferredReweighting(L.Callback):
         self._progress = None
         self._weights: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
+        self._switched = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not all(hasattr(pl_module, name) for name in ("class_weight", "log_prior")):
@@ -54,11 +55,14 @@ class DeferredReweighting(L.Callback):
         self._counts = torch.tensor(datamodule.class_counts("train"), dtype=torch.float32)
         self._weights = balanced_class_weights(self._counts)
         self._progress = fit_progress(trainer)
+        # a resumed fit's checkpoint may hold the balanced weights already (restored by now)
+        self._switched = torch.allclose(pl_module.class_weight.float().cpu(), self._weights)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
                              batch_idx: int) -> None:
-        if self._reweighted(pl_module) or self._progress() < self.start_fraction:
+        if self._switched or self._progress() < self.start_fraction:
             return
+        self._switched = True
         pl_module.class_weight.copy_(self._weights.to(pl_module.class_weight))
         pl_module.log_prior.copy_(training_log_prior(self._counts, self._weights)
                                   .to(pl_module.log_prior))
@@ -67,9 +71,4 @@ class DeferredReweighting(L.Callback):
                           [round(w, 3) for w in self._weights.tolist()])))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.log("train/reweighted", float(self._reweighted(pl_module)), on_step=False,
-                      on_epoch=True)
-
-    def _reweighted(self, pl_module: L.LightningModule) -> bool:
-        """Whether the model's loss has the balanced weights (a resumed fit's checkpoint may)."""
-        return torch.allclose(pl_module.class_weight.float().cpu(), self._weights)
+        pl_module.log("train/reweighted", float(self._switched), on_step=False, on_epoch=True)
